@@ -1,0 +1,3 @@
+from misp2sentinel.cli import main
+
+main()

@@ -1,0 +1,105 @@
+"""The command line: commands, options, exit codes and output.
+
+Exit codes: 0 when every record was written or skipped for a counted reason; 1 when any input,
+record, page or workspace failed; 2 for bad usage, an invalid configuration or a corrupt or foreign
+state file. This is the only module that configures logging.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from misp2sentinel import __version__
+from misp2sentinel.errors import Misp2SentinelError, UsageError
+
+log = logging.getLogger("misp2sentinel")
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    if quiet:
+        level = logging.ERROR
+    elif verbose >= 2:
+        level = logging.DEBUG
+    elif verbose == 1:
+        level = logging.INFO
+    else:
+        level = logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root = logging.getLogger("misp2sentinel")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def verbosity_options(command):
+    command = click.option("-q", "--quiet", is_flag=True, help="Print errors and the summary only.")(command)
+    command = click.option(
+        "-v", "--verbose", count=True, help="List each skip and failure (-v), and request details (-vv)."
+    )(command)
+    return command
+
+
+def reports_errors(command):
+    """Turn known errors into a message and an exit code, and unknown ones into one line."""
+
+    @functools.wraps(command)
+    def wrapper(*args, verbose: int = 0, quiet: bool = False, **kwargs):
+        configure_logging(verbose, quiet)
+        try:
+            return command(*args, **kwargs)
+        except Misp2SentinelError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as error:  # the top-level handler: anything else is a bug or an I/O fault
+            log.debug("unexpected error", exc_info=True)
+            click.echo(f"error: unexpected {type(error).__name__}: {error} (run with -vv for the traceback)", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="misp2sentinel")
+def cli() -> None:
+    """Keep Microsoft Sentinel threat intelligence in step with a MISP instance."""
+
+
+@cli.command()
+@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Configuration file (YAML); its mapping settings and sources apply.")
+@click.option("-w", "--workspace", help="Export what this configured workspace would receive.")
+@click.option("-s", "--source", "sources", multiple=True, type=click.Path(path_type=Path),
+              help="MISP JSON file or feed folder; repeat for several. Replaces the configured sources.")
+@click.option("-o", "--output", required=True, help="Bundle file to write, or - for standard output.")
+@verbosity_options
+@reports_errors
+def export(config_path: Path | None, workspace: str | None, sources: tuple[Path, ...], output: str) -> None:
+    """Write the STIX 2.1 bundle of a selection of MISP data, without contacting Sentinel.
+
+    \b
+    Examples:
+      misp2sentinel export --source examples/feed --output bundle.json
+      misp2sentinel export --source event1.json --source event2.json -o - | jq .
+      misp2sentinel export --config /etc/misp2sentinel/config.yaml --workspace soc -o soc.json
+    """
+    from misp2sentinel.commands.export import run_export
+
+    if config_path is None and not sources:
+        raise UsageError("export needs --source PATH or --config FILE", hint="see misp2sentinel export --help")
+    if workspace and config_path is None:
+        raise UsageError("--workspace needs --config FILE, which defines the workspaces")
+    report = run_export(config_path, workspace, list(sources), output)
+    sys.exit(report.exit_code)
+
+
+def main() -> None:
+    cli(prog_name="misp2sentinel")

@@ -1,0 +1,333 @@
+"""The configuration file: its model, loading, validation and secrets.
+
+The file is YAML. Validation reports every problem at once, each with its key path, the bad value
+and what is expected. Secrets are given inline, as `{env: VARIABLE}` or as `{file: PATH}`; they are
+resolved on load, held as `SecretStr` and never echoed in an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import logging
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from misp2sentinel.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+TLP_LEVELS = ("clear", "green", "amber", "amber+strict", "red")
+TlpName = Literal["clear", "white", "green", "amber", "amber+strict", "red"]
+GUID_PATTERN = re.compile(r"^[{]?[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}[}]?$")
+SECRET_KEYS = {"key", "client_secret", "passphrase"}
+
+# Cloud presets: authority host, token scope and the STIX objects upload API base URL.
+CLOUDS = {
+    "public": (
+        "https://login.microsoftonline.com",
+        "https://management.azure.com/.default",
+        "https://api.ti.sentinel.azure.com",
+    ),
+    "usgov": (
+        "https://login.microsoftonline.us",
+        "https://management.usgovcloudapi.net/.default",
+        "https://api.ti.sentinel.azure.us",
+    ),
+    "china": (
+        "https://login.chinacloudapi.cn",
+        "https://management.chinacloudapi.cn/.default",
+        "https://api.ti.sentinel.azure.cn",
+    ),
+}
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TagFilter(Model):
+    """MISP tag logic: an event matches when it carries any `or` tag (if given), every `and` tag
+    and no `not` tag. Names match case-insensitively and `%` is a wildcard, as in MISP."""
+
+    or_: list[str] = Field(default_factory=list, alias="or")
+    and_: list[str] = Field(default_factory=list, alias="and")
+    not_: list[str] = Field(default_factory=list, alias="not")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: Any) -> Any:
+        # A plain list is MISP's short form: "!name" is a NOT tag, every other name an OR tag.
+        if isinstance(value, list):
+            return {
+                "or": [t for t in value if not str(t).startswith("!")],
+                "not": [str(t)[1:] for t in value if str(t).startswith("!")],
+            }
+        return value
+
+    def is_empty(self) -> bool:
+        return not (self.or_ or self.and_ or self.not_)
+
+
+class Selection(Model):
+    """What one workspace takes from the pulled data."""
+
+    tags: TagFilter = Field(default_factory=TagFilter)
+    orgs: list[str] = Field(default_factory=list)
+    types: list[str] = Field(default_factory=list)
+    distribution: list[Annotated[int, Field(ge=0, le=4)]] = Field(default_factory=list)
+    max_tlp: TlpName | None = None
+
+
+class LifetimeDays(Model):
+    """Days an indicator stays valid after its reference time, per indicator kind."""
+
+    ip: Annotated[int, Field(ge=1)] = 30
+    domain: Annotated[int, Field(ge=1)] = 90
+    url: Annotated[int, Field(ge=1)] = 90
+    email: Annotated[int, Field(ge=1)] = 180
+    file_hash: Annotated[int, Field(ge=1)] = 365
+    file_name: Annotated[int, Field(ge=1)] = 180
+    other: Annotated[int, Field(ge=1)] = 90
+
+
+class MappingSettings(Model):
+    default_tlp: TlpName = "amber"
+    max_tlp: TlpName = "amber"
+    default_confidence: Annotated[int, Field(ge=0, le=100)] = 50
+    lifetime_days: LifetimeDays = Field(default_factory=LifetimeDays)
+    misp_url: str | None = None
+    include_identities: bool = True
+
+
+class MispServer(Model):
+    url: str
+    key: SecretStr
+    verify_tls: bool = True
+    ca_bundle: Path | None = None
+    timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    filter: Selection = Field(default_factory=Selection)
+    published_only: bool = True
+    lookback_days: Annotated[int, Field(ge=1)] = 30
+    overlap_seconds: Annotated[int, Field(ge=0)] = 300
+    fetch_chunk_size: Annotated[int, Field(ge=1, le=1000)] = 20
+    list_page_size: Annotated[int, Field(ge=1)] = 1000
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class Workspace(Model):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    workspace_id: str
+    tenant_id: str
+    client_id: str
+    client_secret: SecretStr
+    cloud: Literal["public", "usgov", "china"] = "public"
+    authority_host: str | None = None
+    scope: str | None = None
+    api_base_url: str | None = None
+    ca_bundle: Path | None = None
+    verify_tls: bool = True
+    source_system: Annotated[str, Field(min_length=1, max_length=256)] = "MISP"
+    selection: Selection = Field(default_factory=Selection)
+    retired: bool = False
+
+    @field_validator("workspace_id")
+    @classmethod
+    def _check_workspace_id(cls, value: str) -> str:
+        if not GUID_PATTERN.match(value):
+            raise ValueError("expected the Log Analytics workspace ID, a GUID")
+        return value.strip("{}").lower()
+
+    @field_validator("source_system")
+    @classmethod
+    def _check_source_system(cls, value: str) -> str:
+        if value.strip().lower() == "microsoft sentinel":
+            raise ValueError("the source system name 'Microsoft Sentinel' is reserved by Sentinel")
+        return value
+
+    def endpoints(self) -> tuple[str, str, str]:
+        """Return (authority host, token scope, API base URL), preset values overridden per key."""
+        authority, scope, api = CLOUDS[self.cloud]
+        return (
+            (self.authority_host or authority).rstrip("/"),
+            self.scope or scope,
+            (self.api_base_url or api).rstrip("/"),
+        )
+
+
+class SentinelSettings(Model):
+    batch_size: Annotated[int, Field(ge=1, le=100)] = 100
+    requests_per_minute: Annotated[int, Field(ge=1, le=100)] = 100
+    timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    max_attempts: Annotated[int, Field(ge=1)] = 6
+    backoff_base_seconds: Annotated[float, Field(ge=0)] = 2.0
+    backoff_max_seconds: Annotated[float, Field(ge=0)] = 120.0
+    max_retry_seconds: Annotated[float, Field(gt=0)] = 900.0
+
+
+class StateSettings(Model):
+    path: Path
+
+
+class Config(Model):
+    misp: MispServer | None = None
+    sources: list[Path] = Field(default_factory=list)
+    mapping: MappingSettings = Field(default_factory=MappingSettings)
+    sentinel: SentinelSettings = Field(default_factory=SentinelSettings)
+    workspaces: list[Workspace] = Field(default_factory=list)
+    state: StateSettings | None = None
+
+    @model_validator(mode="after")
+    def _check_names(self) -> Config:
+        names = [w.name for w in self.workspaces]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"workspace names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    def workspace(self, name: str) -> Workspace:
+        for workspace in self.workspaces:
+            if workspace.name == name:
+                return workspace
+        known = ", ".join(w.name for w in self.workspaces) or "none"
+        raise ConfigError("the command line", [f"--workspace {name!r}: no such workspace (configured: {known})"])
+
+    @property
+    def active_workspaces(self) -> list[Workspace]:
+        return [w for w in self.workspaces if not w.retired]
+
+
+def load_config(path: Path) -> Config:
+    """Read, resolve and validate a configuration file; raise ConfigError listing every problem."""
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(where, [f"cannot read the file: {error.strerror}"]) from None
+    warn_if_readable_by_others(path, "configuration file")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(where, [f"not valid YAML: {error}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(where, [f"expected a mapping of sections at the top level, got {type(data).__name__}"])
+
+    problems: list[str] = []
+    data = _resolve_secrets(data, (), path.parent, problems)
+    _resolve_paths(data, path.parent)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as error:
+        problems.extend(_describe(item) for item in error.errors())
+    if problems:
+        raise ConfigError(where, problems)
+    return config
+
+
+def _resolve_secrets(data: Any, key_path: tuple, base: Path, problems: list[str]) -> Any:
+    """Replace `{env: NAME}` and `{file: PATH}` values of secret keys with the secret text."""
+    if isinstance(data, list):
+        return [_resolve_secrets(item, key_path + (i,), base, problems) for i, item in enumerate(data)]
+    if not isinstance(data, dict):
+        return data
+    resolved = {}
+    for key, value in data.items():
+        here = key_path + (key,)
+        if key in SECRET_KEYS and isinstance(value, dict):
+            resolved[key] = _read_secret(value, here, base, problems)
+        else:
+            resolved[key] = _resolve_secrets(value, here, base, problems)
+    return resolved
+
+
+def _read_secret(spec: dict, key_path: tuple, base: Path, problems: list[str]) -> str | None:
+    where = _dotted(key_path)
+    if set(spec) == {"env"}:
+        name = str(spec["env"])
+        value = os.environ.get(name)
+        if not value:
+            problems.append(f"{where}: environment variable {name} is not set or empty")
+        return value
+    if set(spec) == {"file"}:
+        file_path = Path(str(spec["file"])).expanduser()
+        if not file_path.is_absolute():
+            file_path = base / file_path
+        try:
+            value = file_path.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            problems.append(f"{where}: cannot read secret file {file_path}: {error.strerror}")
+            return None
+        warn_if_readable_by_others(file_path, "secret file")
+        if not value:
+            problems.append(f"{where}: secret file {file_path} is empty")
+        return value
+    problems.append(f"{where}: expected a string, {{env: VARIABLE}} or {{file: PATH}}, got keys {sorted(spec)}")
+    return None
+
+
+def _resolve_paths(data: dict, base: Path) -> None:
+    """Make relative paths in the file relative to the configuration file's folder."""
+
+    def absolute(value: Any) -> Any:
+        if isinstance(value, str) and value:
+            candidate = Path(value).expanduser()
+            return str(candidate if candidate.is_absolute() else base / candidate)
+        return value
+
+    if isinstance(data.get("sources"), list):
+        data["sources"] = [absolute(v) for v in data["sources"]]
+    if isinstance(data.get("state"), dict) and "path" in data["state"]:
+        data["state"]["path"] = absolute(data["state"]["path"])
+    for section in [data.get("misp")] + list(data.get("workspaces") or []):
+        if isinstance(section, dict) and "ca_bundle" in section:
+            section["ca_bundle"] = absolute(section["ca_bundle"])
+
+
+def _describe(item: dict) -> str:
+    where = _dotted(item["loc"])
+    message = item["msg"].removeprefix("Value error, ")
+    if item["type"] == "missing":
+        return f"{where}: required key is missing"
+    if item["type"] == "extra_forbidden":
+        return f"{where}: unknown key (check its spelling against config.example.yaml)"
+    if any(part in SECRET_KEYS for part in item["loc"]):
+        return f"{where}: {message}"
+    return f"{where}: {message} (got {item.get('input')!r})"
+
+
+def _dotted(key_path: tuple) -> str:
+    text = ""
+    for part in key_path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text.replace("or_", "or").replace("and_", "and").replace("not_", "not") or "(top level)"
+
+
+def warn_if_readable_by_others(path: Path, what: str) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning("%s %s is readable by other users; restrict it with: chmod 600 %s", what, path, path)

@@ -1,0 +1,64 @@
+"""STIX timestamps and indicator validity.
+
+`valid_from` is the attribute's `first_seen`, else its timestamp, else the event timestamp, else
+the event date, else the run time. `valid_until` is the reference time plus the configured days for
+the indicator kind, where the reference is `last_seen` when present and the run time otherwise; it
+is counted from `valid_from` when that is later, so it always follows `valid_from`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def stix_timestamp(moment: datetime) -> str:
+    """Format an aware datetime as a STIX timestamp with millisecond precision."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def from_epoch(seconds: int) -> datetime:
+    return EPOCH + timedelta(seconds=seconds)
+
+
+def parse_seen(text: str | None) -> datetime | None:
+    """Parse MISP's `first_seen`/`last_seen` (ISO 8601, often with microseconds); None if invalid."""
+    if not text:
+        return None
+    value = text.strip().replace(" ", "T", 1)
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def parse_date(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text.strip()[:10], "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def valid_from(attribute: dict, event: dict, now: datetime) -> datetime:
+    first_seen = parse_seen(attribute.get("first_seen"))
+    if first_seen is not None:
+        return first_seen
+    if attribute.get("timestamp"):
+        return from_epoch(attribute["timestamp"])
+    if event.get("timestamp"):
+        return from_epoch(event["timestamp"])
+    return parse_date(event.get("date")) or now
+
+
+def valid_until(attribute: dict, start: datetime, now: datetime, days: int) -> datetime:
+    reference = parse_seen(attribute.get("last_seen")) or now
+    return max(reference, start) + timedelta(days=days)

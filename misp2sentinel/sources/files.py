@@ -1,0 +1,72 @@
+"""Read MISP events from local files: MISP feed folders and MISP JSON files."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+
+from misp2sentinel.report import RunReport
+from misp2sentinel.sources.normalize import events_from_document
+
+log = logging.getLogger(__name__)
+
+
+def read_sources(paths: list[Path], report: RunReport) -> Iterator[dict]:
+    """Yield the normalised events of each path in order; count unreadable inputs as failed.
+
+    A folder with a `manifest.json` is read as a MISP feed (`<uuid>.json` per manifest entry);
+    any other folder is read as its `*.json` files in name order.
+    """
+    for path in paths:
+        if path.is_dir():
+            yield from _read_folder(path, report)
+        elif path.exists():
+            yield from _read_file(path, report)
+        else:
+            report.input_failed(str(path), "not found")
+
+
+def _read_folder(folder: Path, report: RunReport) -> Iterator[dict]:
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        files = sorted(p for p in folder.glob("*.json") if p.is_file())
+        if not files:
+            report.input_failed(str(folder), "folder holds no manifest.json and no *.json files")
+        for file_path in files:
+            yield from _read_file(file_path, report)
+        return
+
+    try:
+        manifest = orjson.loads(manifest_path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as error:
+        report.input_failed(str(manifest_path), f"cannot read the feed manifest: {error}")
+        return
+    if not isinstance(manifest, dict):
+        report.input_failed(str(manifest_path), "the feed manifest is not a JSON object keyed by event uuid")
+        return
+    for event_uuid in manifest:
+        yield from _read_file(folder / f"{event_uuid}.json", report)
+
+
+def _read_file(path: Path, report: RunReport) -> Iterator[dict]:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        report.input_failed(str(path), f"cannot read the file: {error.strerror}")
+        return
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        report.input_failed(str(path), f"not valid JSON: {error}")
+        return
+    try:
+        events = events_from_document(document)
+    except ValueError as error:
+        report.input_failed(str(path), f"not MISP JSON: {error}")
+        return
+    report.input_read(str(path))
+    log.debug("read %d event(s) from %s", len(events), path)
+    yield from events

@@ -1,0 +1,222 @@
+"""Normalise MISP event JSON into plain dicts with consistent types.
+
+MISP writes numbers as strings (`"timestamp": "1603642920"`) and, in older exports and feeds,
+booleans as `"0"`/`"1"` or `0`/`1`. The mapper sees one shape only:
+
+    event = {uuid, id, info, date, timestamp, publish_timestamp, published, distribution,
+             orgc: {uuid, name} | None, tags: [name], attributes: [attribute], objects: [object]}
+    object = {uuid, name, meta_category, comment, deleted, distribution, tags: [name],
+              attributes: [attribute]}
+    attribute = {uuid, type, category, value, to_ids (bool | None), timestamp, first_seen,
+                 last_seen, comment, deleted, tags: [name], object_relation, distribution, warnings}
+
+`to_ids` stays None when the input omits it; the mapper then applies MISP's default for the type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TRUE_TEXT = {"1", "true", "yes", "on"}
+FALSE_TEXT = {"0", "false", "no", "off", ""}
+
+
+def to_bool(value: Any) -> bool | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value != 0
+    text = str(value).strip().lower()
+    if text in TRUE_TEXT:
+        return True
+    if text in FALSE_TEXT:
+        return False
+    return None
+
+
+def to_int(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    try:
+        return int(float(str(value).strip()))
+    except ValueError:
+        return None
+
+
+def to_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return str(value)
+
+
+def tag_names(tags: Any) -> list[str]:
+    """Return the names of a MISP `Tag` list, which holds dicts (`{"name": ...}`) or bare strings."""
+    if not tags or not isinstance(tags, list):
+        return []
+    names = []
+    for tag in tags:
+        name = tag.get("name") if isinstance(tag, dict) else tag
+        if isinstance(name, str) and name.strip():
+            names.append(name.strip())
+    return names
+
+
+def as_list(value: Any) -> list:
+    """MISP gives `Object`, `Attribute` and `Tag` as a list, a single dict, or a dict keyed by index."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        if value and all(isinstance(v, dict) for v in value.values()) and not ("uuid" in value or "type" in value or "name" in value):
+            return list(value.values())
+        return [value]
+    return []
+
+
+def normalize_attribute(raw: dict) -> dict:
+    return {
+        "uuid": to_text(raw.get("uuid")),
+        "type": (to_text(raw.get("type")) or "").strip(),
+        "category": to_text(raw.get("category")),
+        "value": to_text(raw.get("value")),
+        "to_ids": to_bool(raw.get("to_ids")),
+        "timestamp": to_int(raw.get("timestamp")),
+        "first_seen": to_text(raw.get("first_seen")) or None,
+        "last_seen": to_text(raw.get("last_seen")) or None,
+        "comment": to_text(raw.get("comment")) or "",
+        "deleted": bool(to_bool(raw.get("deleted"))),
+        "tags": tag_names(raw.get("Tag")),
+        "object_relation": to_text(raw.get("object_relation")) or None,
+        "distribution": to_int(raw.get("distribution")),
+        "warnings": raw.get("warnings") or None,
+    }
+
+
+def normalize_object(raw: dict) -> dict:
+    return {
+        "uuid": to_text(raw.get("uuid")),
+        "name": to_text(raw.get("name")) or "",
+        "meta_category": to_text(raw.get("meta-category")),
+        "comment": to_text(raw.get("comment")) or "",
+        "deleted": bool(to_bool(raw.get("deleted"))),
+        "distribution": to_int(raw.get("distribution")),
+        "attributes": [normalize_attribute(a) for a in as_list(raw.get("Attribute")) if isinstance(a, dict)],
+    }
+
+
+def normalize_org(raw: Any) -> dict | None:
+    if not isinstance(raw, dict):
+        return None
+    uuid = to_text(raw.get("uuid"))
+    name = to_text(raw.get("name"))
+    if not uuid and not name:
+        return None
+    return {"uuid": uuid, "name": name}
+
+
+def normalize_event(raw: dict) -> dict:
+    """Normalise one MISP event (the content of `{"Event": ...}`)."""
+    return {
+        "uuid": to_text(raw.get("uuid")),
+        "id": to_text(raw.get("id")),
+        "info": to_text(raw.get("info")) or "",
+        "date": to_text(raw.get("date")),
+        "timestamp": to_int(raw.get("timestamp")),
+        "publish_timestamp": to_int(raw.get("publish_timestamp")),
+        "published": bool(to_bool(raw.get("published"))),
+        "distribution": to_int(raw.get("distribution")),
+        "orgc": normalize_org(raw.get("Orgc")),
+        "tags": tag_names(raw.get("Tag")),
+        "attributes": [normalize_attribute(a) for a in as_list(raw.get("Attribute")) if isinstance(a, dict)],
+        "objects": [normalize_object(o) for o in as_list(raw.get("Object")) if isinstance(o, dict)],
+    }
+
+
+def looks_like_event(raw: Any) -> bool:
+    """Tell a bare MISP event from other JSON objects."""
+    return isinstance(raw, dict) and ("Attribute" in raw or "Object" in raw or "info" in raw)
+
+
+def events_from_attribute_search(attributes: list) -> list[dict]:
+    """Group `/attributes/restSearch` results into events, keeping what event context they carry.
+
+    Results arrive ordered by attribute, so consecutive attributes of one event form one event;
+    an event whose attributes are not consecutive appears more than once, which is harmless
+    because repeated indicators are counted as duplicates.
+    """
+    events: list[dict] = []
+    current_key = object()
+    for raw in attributes:
+        if not isinstance(raw, dict):
+            continue
+        stub = raw.get("Event") if isinstance(raw.get("Event"), dict) else {}
+        key = stub.get("uuid") or raw.get("event_uuid") or raw.get("event_id")
+        if key != current_key or not events:
+            current_key = key
+            event = normalize_event({k: v for k, v in stub.items() if k not in ("Attribute", "Object")})
+            if not event["uuid"]:
+                event["uuid"] = to_text(raw.get("event_uuid"))
+            if not event["id"]:
+                event["id"] = to_text(raw.get("event_id"))
+            events.append(event)
+        attribute = normalize_attribute(raw)
+        # Tags copied from the event by includeEventTags carry "inherited": 1; they are event tags.
+        attribute["tags"] = [
+            t["name"] if isinstance(t, dict) else t
+            for t in as_list(raw.get("Tag"))
+            if not (isinstance(t, dict) and to_bool(t.get("inherited")))
+        ]
+        inherited = [t.get("name") for t in as_list(raw.get("Tag")) if isinstance(t, dict) and to_bool(t.get("inherited"))]
+        for name in inherited:
+            if name and name not in events[-1]["tags"]:
+                events[-1]["tags"].append(name)
+        events[-1]["attributes"].append(attribute)
+    return events
+
+
+def events_from_document(document: Any) -> list[dict]:
+    """Return the normalised events of one MISP JSON document, in any shape MISP writes.
+
+    Raises ValueError when the document holds no MISP event or attribute.
+    """
+    events: list[dict] = []
+    _collect(document, events, depth=0)
+    return events
+
+
+def _collect(document: Any, events: list[dict], depth: int) -> None:
+    if depth > 3:
+        raise ValueError("nested too deeply to be MISP JSON")
+    if isinstance(document, list):
+        for item in document:
+            _collect(item, events, depth + 1)
+        return
+    if not isinstance(document, dict):
+        raise ValueError(f"expected a JSON object or list, found {type(document).__name__}")
+    if "Event" in document and isinstance(document["Event"], dict):
+        events.append(normalize_event(document["Event"]))
+        return
+    if "response" in document:
+        response = document["response"]
+        if isinstance(response, dict) and "Attribute" in response:
+            events.extend(events_from_attribute_search(as_list(response["Attribute"])))
+            return
+        _collect(response, events, depth + 1)
+        return
+    if isinstance(document.get("Attribute"), list) and "info" not in document and "uuid" not in document:
+        # An attribute search result without the "response" envelope.
+        events.extend(events_from_attribute_search(document["Attribute"]))
+        return
+    if looks_like_event(document):
+        events.append(normalize_event(document))
+        return
+    raise ValueError("no MISP event found (expected {\"Event\": ...}, an event object or {\"response\": ...})")
