@@ -35,6 +35,8 @@ def configure_logging(verbose: int, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # PyMISP logs HTTP errors itself; the bridge reports them, so keep its own lines for -vv.
+    logging.getLogger("pymisp").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)
 
 
 def verbosity_options(command):
@@ -98,6 +100,39 @@ def export(config_path: Path | None, workspace: str | None, sources: tuple[Path,
     if workspace and config_path is None:
         raise UsageError("--workspace needs --config FILE, which defines the workspaces")
     report = run_export(config_path, workspace, list(sources), output)
+    sys.exit(report.exit_code)
+
+
+@cli.command()
+@click.option("-c", "--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Configuration file (YAML) with the MISP server, workspaces and state file.")
+@click.option("-e", "--event", "event_ref", metavar="ID_OR_UUID",
+              help="Sync this one event only: no revocation outside it, and the cursor stays where it is.")
+@click.option("-w", "--workspace", help="Sync this configured workspace only.")
+@click.option("-n", "--dry-run", is_flag=True, help="Send nothing and change nothing; report what would be sent.")
+@click.option("-o", "--output", help="With --dry-run: write the objects that would be sent as a bundle (- for stdout).")
+@verbosity_options
+@reports_errors
+def sync(config_path: Path, event_ref: str | None, workspace: str | None, dry_run: bool, output: str | None) -> None:
+    """Pull what changed in MISP, send Sentinel what it does not hold yet, and remember it.
+
+    \b
+    Examples:
+      misp2sentinel sync --config /etc/misp2sentinel/config.yaml
+      misp2sentinel sync --config config.yaml --event 1234
+      misp2sentinel sync --config config.yaml --dry-run --output pending.json
+    """
+    from misp2sentinel.clock import Clock
+    from misp2sentinel.config import load_config
+    from misp2sentinel.sync import run_sync
+
+    if output and not dry_run:
+        raise UsageError("--output needs --dry-run", hint="use export to write a bundle without a sync")
+    clock = Clock.from_environment()
+    config = load_config(config_path)
+    report = run_sync(config, clock, event_ref=event_ref, dry_run=dry_run, output=output, workspace_name=workspace)
+    suffix = "; nothing was sent or recorded" if dry_run else ""
+    click.echo(report.summary() + suffix, err=True)
     sys.exit(report.exit_code)
 
 

@@ -1,4 +1,8 @@
-"""The stages that export and sync share: events in, selected and de-duplicated records out."""
+"""The stages that export and sync share: events in, mapped once, selected per workspace.
+
+When two inputs carry the same indicator, the first wins and the repeat is counted as a duplicate.
+Identities are yielded once per run.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,63 @@ from misp2sentinel.report import ABOVE_MAX_TLP, DUPLICATE, NOT_SELECTED, RunRepo
 from misp2sentinel.selection import event_selected, max_rank
 
 
+def map_records(event: dict, settings: MappingSettings, now: datetime, report: RunReport) -> list[Record]:
+    """Map one event, count its mapping skips, and return its records."""
+    report.events += 1
+    records = []
+    for item in map_event(event, settings, now):
+        if isinstance(item, Skip):
+            report.skip(item)
+        else:
+            records.append(item)
+    return records
+
+
+class WorkspaceFilter:
+    """What one workspace (or an export) takes from each mapped event."""
+
+    def __init__(self, settings: MappingSettings, selection: Selection | None, report: RunReport) -> None:
+        self.selection = selection
+        self.report = report
+        self.ceiling = max_rank(selection, TLP_RANK[settings.max_tlp])
+        self.types = set(selection.types) if selection and selection.types else None
+        # TODO: a set of every id seen grows with the run; bound it for million-indicator runs.
+        self.seen: set[str] = set()
+
+    def event_reason(self, event: dict) -> str | None:
+        """Return why the event is outside the selection, or None when it is selected."""
+        if self.selection is None:
+            return None
+        return event_selected(event, self.selection)
+
+    def records(self, event: dict, records: list[Record]) -> Iterator[Record]:
+        reason = self.event_reason(event)
+        if reason is not None:
+            self.report.skip(Skip(NOT_SELECTED, reason, event.get("uuid")))
+            return
+        for record in records:
+            if record.part == "identity":
+                if record.id not in self.seen:
+                    self.seen.add(record.id)
+                    yield record
+                continue
+            skip = self._skip_reason(record)
+            if skip is not None:
+                self.report.skip(Skip(*skip, record.event_uuid, record.attribute_uuid, record.attribute_type))
+                continue
+            self.seen.add(record.id)
+            yield record
+
+    def _skip_reason(self, record: Record) -> tuple[str, str] | None:
+        if self.types is not None and record.attribute_type not in self.types:
+            return NOT_SELECTED, f"type {record.attribute_type} is not selected"
+        if record.tlp_rank > self.ceiling:
+            return ABOVE_MAX_TLP, f"TLP {TLP_NAMES[record.tlp_rank]} is above the workspace maximum {TLP_NAMES[self.ceiling]}"
+        if record.id in self.seen:
+            return DUPLICATE, f"{record.id} was already produced by an earlier input"
+        return None
+
+
 def select_records(
     events: Iterable[dict],
     settings: MappingSettings,
@@ -19,39 +80,7 @@ def select_records(
     report: RunReport,
     selection: Selection | None = None,
 ) -> Iterator[Record]:
-    """Map events and yield the records a workspace (or the export) takes, counting every skip.
-
-    When two inputs carry the same indicator, the first wins and the repeat is counted as a
-    duplicate. Identities are yielded once per run.
-    """
-    seen: set[str] = set()
-    ceiling = max_rank(selection, TLP_RANK[settings.max_tlp])
-    types = set(selection.types) if selection and selection.types else None
+    """Map events and yield the records one workspace (or the export) takes, counting every skip."""
+    chosen = WorkspaceFilter(settings, selection, report)
     for event in events:
-        report.events += 1
-        if selection is not None:
-            reason = event_selected(event, selection)
-            if reason is not None:
-                report.skip(Skip(NOT_SELECTED, reason, event.get("uuid")))
-                continue
-        for item in map_event(event, settings, now):
-            if isinstance(item, Skip):
-                report.skip(item)
-                continue
-            if item.part == "identity":
-                if item.id not in seen:
-                    seen.add(item.id)
-                    yield item
-                continue
-            if types is not None and item.attribute_type not in types:
-                report.skip(Skip(NOT_SELECTED, f"type {item.attribute_type} is not selected", item.event_uuid, item.attribute_uuid, item.attribute_type))
-                continue
-            if item.tlp_rank > ceiling:
-                detail = f"TLP {TLP_NAMES[item.tlp_rank]} is above the workspace maximum {TLP_NAMES[ceiling]}"
-                report.skip(Skip(ABOVE_MAX_TLP, detail, item.event_uuid, item.attribute_uuid, item.attribute_type))
-                continue
-            if item.id in seen:
-                report.skip(Skip(DUPLICATE, f"{item.id} was already produced by an earlier input", item.event_uuid, item.attribute_uuid, item.attribute_type))
-                continue
-            seen.add(item.id)
-            yield item
+        yield from chosen.records(event, map_records(event, settings, now, report))

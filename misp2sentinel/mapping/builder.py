@@ -29,6 +29,7 @@ from misp2sentinel.report import (
     NOT_IDS,
     STALE,
     UNSUPPORTED_TYPE,
+    WARNINGLIST,
     Skip,
 )
 
@@ -112,6 +113,14 @@ def map_event(event: dict, settings: MappingSettings, now: datetime) -> Iterator
             yield from _map_attribute(context, attribute, misp_object, object_tags)
 
 
+def _warninglist_names(warnings) -> str:
+    names = []
+    for warning in warnings if isinstance(warnings, list) else [warnings]:
+        name = warning.get("warninglist_name") or warning.get("name") if isinstance(warning, dict) else str(warning)
+        names.append(str(name))
+    return ", ".join(names)
+
+
 def _skip(context: EventContext, attribute: dict, reason: str, detail: str) -> Skip:
     return Skip(reason, detail, context.event_uuid, attribute.get("uuid"), attribute.get("type"))
 
@@ -128,6 +137,9 @@ def _map_attribute(
         to_ids = default_to_ids(attribute_type)
     if not to_ids:
         yield _skip(context, attribute, NOT_IDS, "to_ids is off")
+        return
+    if attribute["warnings"]:
+        yield _skip(context, attribute, WARNINGLIST, f"hits the warninglists {_warninglist_names(attribute['warnings'])}")
         return
 
     try:

@@ -62,3 +62,13 @@ def valid_from(attribute: dict, event: dict, now: datetime) -> datetime:
 def valid_until(attribute: dict, start: datetime, now: datetime, days: int) -> datetime:
     reference = parse_seen(attribute.get("last_seen")) or now
     return max(reference, start) + timedelta(days=days)
+
+
+def stix_to_ms(text: str) -> int:
+    """Parse a STIX timestamp into integer milliseconds since the epoch."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return int((moment - EPOCH) // timedelta(milliseconds=1))
+
+
+def ms_to_stix(milliseconds: int) -> str:
+    return stix_timestamp(EPOCH + timedelta(milliseconds=milliseconds))

@@ -1,0 +1,148 @@
+"""Pull events from a MISP server with PyMISP's `restSearch`.
+
+Only the global filter goes to MISP. Each workspace's selection, the published policy, `to_ids`,
+attribute types and warninglists are applied by the bridge after fetching, because MISP's own
+filters hide exactly the changes the bridge must see: a `to_ids` switched off looks like a deleted
+attribute, and an edit unpublishes its event.
+
+Paging is done in two steps. The changed events are listed cheaply (`metadata`, uuid and
+timestamp only), then fetched in chunks by uuid with `deleted` and `includeWarninglistHits`, so an
+event edited while pages are read cannot shift an offset and be skipped; it carries a new
+timestamp and is picked up by the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from misp2sentinel.config import MispServer, TagFilter
+from misp2sentinel.errors import MispError
+from misp2sentinel.sources.normalize import events_from_document, to_int
+
+log = logging.getLogger(__name__)
+
+
+def _tag_query(tags: TagFilter) -> dict | None:
+    if tags.is_empty():
+        return None
+    query = {}
+    if tags.or_:
+        query["OR"] = list(tags.or_)
+    if tags.and_:
+        query["AND"] = list(tags.and_)
+    if tags.not_:
+        query["NOT"] = list(tags.not_)
+    return query
+
+
+class MispSource:
+    """A connection to one MISP server through PyMISP."""
+
+    def __init__(self, settings: MispServer) -> None:
+        # PyMISP and requests cost start-up time, so only commands that reach MISP import them.
+        import requests
+        from pymisp import PyMISP, PyMISPError
+
+        self.settings = settings
+        self._requests = requests
+        self._pymisp_error = PyMISPError
+        verify = str(settings.ca_bundle) if settings.ca_bundle else settings.verify_tls
+        if not settings.verify_tls:
+            log.warning("TLS verification is off for MISP at %s; anyone on the path can read the API key", settings.url)
+        try:
+            self.api = PyMISP(
+                settings.url,
+                settings.key.get_secret_value(),
+                ssl=verify,
+                timeout=settings.timeout_seconds,
+                tool="misp2sentinel",
+            )
+        except (PyMISPError, requests.RequestException) as error:
+            raise MispError(
+                f"cannot connect to MISP at {settings.url}: {self._describe(error)}",
+                hint="check misp.url, misp.key and TLS trust (misp.ca_bundle); the key needs API access",
+            ) from None
+
+    @property
+    def name(self) -> str:
+        return f"misp:{self.settings.url}"
+
+    def _describe(self, error: Exception) -> str:
+        text = str(error)
+        key = self.settings.key.get_secret_value()
+        if key and key in text:
+            text = text.replace(key, "[redacted]")
+        return f"{type(error).__name__}: {text[:500]}"
+
+    def _search(self, **query) -> list:
+        """Run one `/events/restSearch` and return its list of events; raise MispError on failure."""
+        try:
+            result = self.api.search(controller="events", return_format="json", **query)
+        except (self._pymisp_error, self._requests.RequestException) as error:
+            raise MispError(f"MISP search failed: {self._describe(error)}") from None
+        if isinstance(result, dict) and "errors" in result:
+            status, detail = result["errors"] if isinstance(result["errors"], (list, tuple)) and len(result["errors"]) == 2 else ("?", result["errors"])
+            message = detail.get("message") if isinstance(detail, dict) else detail
+            hint = "check misp.key and its role" if status in (401, 403) else None
+            raise MispError(f"MISP refused the search (HTTP {status}): {message}", hint=hint)
+        if isinstance(result, dict):
+            result = result.get("response", [])
+        if not isinstance(result, list):
+            raise MispError(f"MISP returned an unexpected search response of type {type(result).__name__}")
+        return result
+
+    def _global_filter(self) -> dict:
+        selection = self.settings.filter
+        query = {}
+        tags = _tag_query(selection.tags)
+        if tags:
+            query["tags"] = tags
+        if selection.orgs:
+            query["org"] = list(selection.orgs)
+        return query
+
+    def list_changed(self, since: int | None, until: int) -> dict[str, int]:
+        """Return {event uuid: Event.timestamp} of the events changed in [since, until].
+
+        Under the published-only policy, events published in the window are listed too, because
+        publishing moves only `publish_timestamp`. With `since` None, every event is listed.
+        """
+        fields = ["timestamp"]
+        if self.settings.published_only:
+            fields.append("publish_timestamp")
+        listed: dict[str, int] = {}
+        for field in fields:
+            window = {field: [since, until]} if since is not None else {}
+            for event in self._list_pages(window):
+                listed[event["uuid"]] = max(event["timestamp"] or 0, listed.get(event["uuid"], 0))
+        return listed
+
+    def _list_pages(self, window: dict) -> Iterator[dict]:
+        page_size = self.settings.list_page_size
+        page = 1
+        while True:
+            batch = self._search(metadata=True, limit=page_size, page=page, **window, **self._global_filter())
+            for item in batch:
+                event = item.get("Event", item) if isinstance(item, dict) else {}
+                if event.get("uuid"):
+                    yield {"uuid": event["uuid"], "timestamp": to_int(event.get("timestamp"))}
+            if len(batch) < page_size:
+                return
+            page += 1
+
+    def fetch(self, uuids: list[str]) -> Iterator[dict]:
+        """Yield the full, normalised events of `uuids`, fetched in chunks, with deleted
+        attributes and warninglist hits included so that the bridge can see them."""
+        chunk = self.settings.fetch_chunk_size
+        for start in range(0, len(uuids), chunk):
+            part = uuids[start:start + chunk]
+            result = self._search(uuid=part, deleted=[0, 1], includeWarninglistHits=True, sg_reference_only=True)
+            yield from events_from_document(result)
+
+    def fetch_one(self, reference: str) -> dict | None:
+        """Fetch one event by numeric id or uuid; return None when MISP does not have it."""
+        query = {"eventid": reference} if reference.isdigit() else {"uuid": reference}
+        result = self._search(deleted=[0, 1], includeWarninglistHits=True, sg_reference_only=True, **query)
+        events = events_from_document(result) if result else []
+        return events[0] if events else None

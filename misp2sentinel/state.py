@@ -1,0 +1,426 @@
+"""The state file: what each workspace holds, cursors, pending events and runs, in one SQLite file.
+
+Layout, chosen to stay near 200 bytes per indicator: ids and uuids are 16-byte blobs, times are
+integer milliseconds since the epoch, and the indicator table is `WITHOUT ROWID` with the workspace
+and STIX id as its key. A row keeps what a revocation must re-send (pattern, pattern type,
+`valid_from`, `created`), because revocations are rebuilt from the state alone.
+
+The file carries `PRAGMA application_id` and a schema version in `PRAGMA user_version`; a file with
+another application id is refused as foreign. Changes happen in one transaction per acknowledged
+batch. A lock file beside the state stops two runs from using it at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from misp2sentinel.errors import LockHeldError, StateError
+from misp2sentinel.mapping.ids import canonical_uuid
+
+log = logging.getLogger(__name__)
+
+APPLICATION_ID = 0x4D325354  # "M2ST"
+SCHEMA_VERSION = 1
+
+LIVE = 0
+FAILED = 1
+REVOKED = 2
+STATUS_NAMES = {LIVE: "live", FAILED: "failed", REVOKED: "revoked"}
+
+KIND_PREFIXES = {0: "indicator--", 1: "identity--"}
+PREFIX_KINDS = {prefix: kind for kind, prefix in KIND_PREFIXES.items()}
+
+SCHEMA = [
+    """CREATE TABLE workspaces (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    )""",
+    """CREATE TABLE indicators (
+        workspace INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        stix_id BLOB NOT NULL,
+        source_key BLOB NOT NULL,
+        event_uuid BLOB,
+        attribute_uuid BLOB,
+        digest BLOB,
+        status INTEGER NOT NULL,
+        generation INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        modified INTEGER NOT NULL,
+        valid_from INTEGER NOT NULL,
+        pattern TEXT,
+        pattern_type TEXT,
+        last_upload INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        PRIMARY KEY (workspace, stix_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX indicators_by_event ON indicators (workspace, event_uuid)",
+    """CREATE TABLE cursors (
+        workspace INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        selection BLOB NOT NULL,
+        value INTEGER NOT NULL,
+        PRIMARY KEY (workspace, source, selection)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE pending_events (
+        workspace INTEGER NOT NULL,
+        event_uuid TEXT NOT NULL,
+        since INTEGER NOT NULL,
+        PRIMARY KEY (workspace, event_uuid)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        command TEXT NOT NULL,
+        started INTEGER NOT NULL,
+        finished INTEGER,
+        outcome TEXT,
+        summary TEXT
+    )""",
+]
+
+
+def key16(text: str | None) -> bytes | None:
+    """Return a uuid as its 16 bytes, or a 16-byte BLAKE2b digest of text that is not a uuid."""
+    if text is None:
+        return None
+    canonical = canonical_uuid(text)
+    if canonical:
+        return uuid.UUID(canonical).bytes
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+def source_key(source: str, part: str) -> bytes:
+    return hashlib.blake2b(f"{source}|{part}".encode("utf-8"), digest_size=16).digest()
+
+
+def encode_id(stix_id: str) -> tuple[int, bytes]:
+    prefix, _, value = stix_id.partition("--")
+    return PREFIX_KINDS[prefix + "--"], uuid.UUID(value).bytes
+
+
+def decode_id(kind: int, blob: bytes) -> str:
+    return KIND_PREFIXES[kind] + str(uuid.UUID(bytes=blob))
+
+
+@dataclass(slots=True)
+class Row:
+    """What the state holds for one STIX id in one workspace."""
+
+    stix_id: str
+    source_key: bytes
+    digest: bytes | None
+    status: int
+    generation: int
+    created: int
+    modified: int
+    valid_from: int
+    pattern: str | None
+    pattern_type: str | None
+    last_upload: int | None
+    attempts: int
+    last_error: str | None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of sending one object: what to write for it once Sentinel answered."""
+
+    stix_id: str
+    source_key: bytes
+    event_uuid: str | None
+    attribute_uuid: str | None
+    digest: bytes | None
+    generation: int
+    created: int
+    modified: int
+    valid_from: int
+    pattern: str | None
+    pattern_type: str | None
+    revoke: bool
+    ok: bool
+    message: str | None
+
+
+ROW_COLUMNS = (
+    "kind, stix_id, source_key, digest, status, generation, created, modified, valid_from, "
+    "pattern, pattern_type, last_upload, attempts, last_error"
+)
+
+
+def _row(values: tuple) -> Row:
+    kind, blob, *rest = values
+    return Row(decode_id(kind, blob), *rest)
+
+
+class StateStore:
+    """An open state file. Use as a context manager; `readonly` neither creates nor locks it."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._lock: FileLock | None = None
+        self._db: sqlite3.Connection | None = None
+        self._workspace_ids: dict[str, int] = {}
+
+    def __enter__(self) -> StateStore:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    @property
+    def exists(self) -> bool:
+        return self._db is not None
+
+    def open(self) -> None:
+        if not self.readonly:
+            self._acquire_lock()
+        elif not self.path.exists():
+            return
+        try:
+            if not self.readonly and not self.path.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            uri = f"file:{self.path}?mode=ro" if self.readonly else f"file:{self.path}"
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._check_and_migrate()
+        except sqlite3.DatabaseError as error:
+            self.close()
+            raise StateError(
+                f"the state file {self.path} is corrupt or not an SQLite database ({error})",
+                hint="restore it from a backup, or move it away to start again (everything will be re-sent)",
+            ) from None
+        except OSError as error:
+            self.close()
+            raise StateError(f"cannot open the state file {self.path}: {error.strerror}") from None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _acquire_lock(self) -> None:
+        lock_path = Path(f"{self.path}.lock")
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StateError(f"cannot create the state folder {lock_path.parent}: {error.strerror}") from None
+        self._lock = FileLock(str(lock_path), timeout=0, mode=0o600)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            self._lock = None
+            raise LockHeldError(
+                f"another misp2sentinel run holds the lock on {self.path}",
+                hint="wait for it to finish; the lock is released when that process exits",
+            ) from None
+
+    def _check_and_migrate(self) -> None:
+        db = self._db
+        application_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if application_id == 0 and version == 0 and tables == 0:
+            if self.readonly:
+                return
+            db.execute("PRAGMA journal_mode = WAL")
+            with self.transaction():
+                for statement in SCHEMA:
+                    db.execute(statement)
+                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            return
+        if application_id != APPLICATION_ID:
+            raise StateError(
+                f"{self.path} is an SQLite file of another application (application_id {application_id:#x})",
+                hint="point state.path at a new file; this one is not a misp2sentinel state file",
+            )
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"{self.path} has schema version {version}, newer than this misp2sentinel supports ({SCHEMA_VERSION})",
+                hint="upgrade misp2sentinel",
+            )
+        # Later schema versions add their migrations here, each in its own transaction.
+        if not self.readonly:
+            db.execute("PRAGMA synchronous = FULL")
+
+    # -- transactions
+
+    class _Transaction:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> None:
+            self.db.execute("BEGIN IMMEDIATE")
+
+        def __exit__(self, exc_type, exc, traceback) -> None:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+    def transaction(self) -> StateStore._Transaction:
+        return self._Transaction(self._db)
+
+    # -- reads
+
+    def workspace_id(self, name: str) -> int | None:
+        """Return the key of a workspace, creating it unless the store is read-only."""
+        if name in self._workspace_ids:
+            return self._workspace_ids[name]
+        if self._db is None:
+            return None
+        found = self._db.execute("SELECT id FROM workspaces WHERE name = ?", (name,)).fetchone()
+        if found is None:
+            if self.readonly:
+                return None
+            self._db.execute("INSERT INTO workspaces (name) VALUES (?)", (name,))
+            found = self._db.execute("SELECT id FROM workspaces WHERE name = ?", (name,)).fetchone()
+        self._workspace_ids[name] = found[0]
+        return found[0]
+
+    def rows_for_event(self, workspace: str, event_uuid: str) -> dict[str, Row]:
+        key = self.workspace_id(workspace)
+        if key is None:
+            return {}
+        cursor = self._db.execute(
+            f"SELECT {ROW_COLUMNS} FROM indicators WHERE workspace = ? AND event_uuid = ?",
+            (key, key16(event_uuid)),
+        )
+        return {row.stix_id: row for row in map(_row, cursor)}
+
+    def row(self, workspace: str, stix_id: str) -> Row | None:
+        key = self.workspace_id(workspace)
+        if key is None:
+            return None
+        kind, blob = encode_id(stix_id)
+        found = self._db.execute(
+            f"SELECT {ROW_COLUMNS} FROM indicators WHERE workspace = ? AND stix_id = ?", (key, blob)
+        ).fetchone()
+        return _row(found) if found else None
+
+    def generations(self, workspace: str) -> Iterator[tuple[bytes, int, int]]:
+        """Yield (source key, generation, status) of every row of a workspace."""
+        key = self.workspace_id(workspace)
+        if key is None:
+            return
+        yield from self._db.execute(
+            "SELECT source_key, generation, status FROM indicators WHERE workspace = ?", (key,)
+        )
+
+    def cursor(self, workspace: str, source: str, selection: bytes) -> int | None:
+        key = self.workspace_id(workspace)
+        if key is None:
+            return None
+        found = self._db.execute(
+            "SELECT value FROM cursors WHERE workspace = ? AND source = ? AND selection = ?",
+            (key, source, selection),
+        ).fetchone()
+        return found[0] if found else None
+
+    def pending_events(self, workspace: str) -> list[str]:
+        key = self.workspace_id(workspace)
+        if key is None:
+            return []
+        return [r[0] for r in self._db.execute("SELECT event_uuid FROM pending_events WHERE workspace = ?", (key,))]
+
+    def counts(self, workspace: str) -> dict[str, int]:
+        key = self.workspace_id(workspace)
+        if key is None:
+            return {}
+        rows = self._db.execute(
+            "SELECT status, count(*) FROM indicators WHERE workspace = ? GROUP BY status", (key,)
+        )
+        return {STATUS_NAMES[status]: number for status, number in rows}
+
+    # -- writes
+
+    def record_outcomes(self, workspace: str, outcomes: Iterable[Outcome], uploaded_at: int) -> None:
+        """Write the results of one acknowledged batch in one transaction.
+
+        A sent object becomes live (or revoked); a failed create is kept as failed so the next run
+        retries it; a failed update or revocation keeps the row's previous content and digest, so
+        the next run sees the difference again, and only counts the attempt and its message.
+        """
+        key = self.workspace_id(workspace)
+        db = self._db
+        with self.transaction():
+            for outcome in outcomes:
+                kind, blob = encode_id(outcome.stix_id)
+                if outcome.ok:
+                    db.execute(
+                        "INSERT OR REPLACE INTO indicators (workspace, kind, stix_id, source_key, event_uuid,"
+                        " attribute_uuid, digest, status, generation, created, modified, valid_from, pattern,"
+                        " pattern_type, last_upload, attempts, last_error)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL)",
+                        (
+                            key, kind, blob, outcome.source_key, key16(outcome.event_uuid),
+                            key16(outcome.attribute_uuid), outcome.digest,
+                            REVOKED if outcome.revoke else LIVE, outcome.generation, outcome.created,
+                            outcome.modified, outcome.valid_from, outcome.pattern, outcome.pattern_type,
+                            uploaded_at,
+                        ),
+                    )
+                    continue
+                updated = db.execute(
+                    "UPDATE indicators SET attempts = attempts + 1, last_error = ?"
+                    " WHERE workspace = ? AND stix_id = ?",
+                    (outcome.message, key, blob),
+                ).rowcount
+                if not updated:
+                    db.execute(
+                        "INSERT INTO indicators (workspace, kind, stix_id, source_key, event_uuid, attribute_uuid,"
+                        " digest, status, generation, created, modified, valid_from, pattern, pattern_type,"
+                        " last_upload, attempts, last_error)"
+                        " VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, 0, ?, ?, ?, NULL, 1, ?)",
+                        (
+                            key, kind, blob, outcome.source_key, key16(outcome.event_uuid),
+                            key16(outcome.attribute_uuid), FAILED, outcome.generation, outcome.created,
+                            outcome.valid_from, outcome.pattern, outcome.pattern_type, outcome.message,
+                        ),
+                    )
+
+    def set_cursor(self, workspace: str, source: str, selection: bytes, value: int) -> None:
+        key = self.workspace_id(workspace)
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO cursors (workspace, source, selection, value) VALUES (?, ?, ?, ?)",
+                (key, source, selection, value),
+            )
+
+    def set_pending(self, workspace: str, event_uuid: str, pending: bool, now_ms: int) -> None:
+        key = self.workspace_id(workspace)
+        with self.transaction():
+            if pending:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO pending_events (workspace, event_uuid, since) VALUES (?, ?, ?)",
+                    (key, event_uuid, now_ms),
+                )
+            else:
+                self._db.execute(
+                    "DELETE FROM pending_events WHERE workspace = ? AND event_uuid = ?", (key, event_uuid)
+                )
+
+    def start_run(self, command: str, started_ms: int) -> int:
+        with self.transaction():
+            cursor = self._db.execute("INSERT INTO runs (command, started) VALUES (?, ?)", (command, started_ms))
+        return cursor.lastrowid
+
+    def finish_run(self, run_id: int, finished_ms: int, outcome: str, summary: str) -> None:
+        with self.transaction():
+            self._db.execute(
+                "UPDATE runs SET finished = ?, outcome = ?, summary = ? WHERE id = ?",
+                (finished_ms, outcome, summary, run_id),
+            )
