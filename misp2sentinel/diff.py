@@ -62,13 +62,12 @@ def plan_record(record: Record, row_lookup, latest: dict[bytes, Row], now_ms: in
     row of their newest generation.
     """
     key = source_key(record.source, record.part)
-    generation = 0
     newest = latest.get(key)
-    stix = dict(record.stix)
+    generation = 0
     if newest is not None:
         generation = newest.generation + 1 if newest.status == REVOKED else newest.generation
-        if generation:
-            stix["id"] = indicator_id(record.source, record.part, generation, first=record.first, valid_uuid=record.valid_uuid)
+    stix = dict(record.stix)
+    stix["id"] = _current_id(record, latest)
     row = row_lookup(stix["id"])
 
     digest = content_digest(stix)
@@ -180,8 +179,19 @@ def plan_event(
     return actions, counts
 
 
+def current_stix(record: Record, rows: dict[str, Row]) -> dict:
+    """Return the record's object under the id of its current generation in the state."""
+    current = _current_id(record, _latest_by_source(rows))
+    if current == record.id:
+        return record.stix
+    return {**record.stix, "id": current}
+
+
 def _current_id(record: Record, latest: dict[bytes, Row]) -> str:
     newest = latest.get(source_key(record.source, record.part))
-    if newest is None or newest.status == REVOKED:
+    if newest is None:
         return record.id
-    return newest.stix_id
+    generation = newest.generation + 1 if newest.status == REVOKED else newest.generation
+    if generation == 0:
+        return record.id
+    return indicator_id(record.source, record.part, generation, first=record.first, valid_uuid=record.valid_uuid)

@@ -1,17 +1,24 @@
-"""The `export` command: MISP data in, a STIX 2.1 bundle out, with no Sentinel involved."""
+"""The `export` command: MISP data in, a STIX 2.1 bundle out, with no Sentinel involved.
+
+With a configuration, the bundle holds what `sync` would send to the chosen workspace: its
+selection applies, events come from the configured local sources or else the MISP server, and when
+the state file exists its generations decide the ids of indicators that were revoked and came back.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from misp2sentinel.clock import Clock
 from misp2sentinel.config import Config, MappingSettings, load_config
+from misp2sentinel.diff import current_stix
 from misp2sentinel.errors import UsageError
 from misp2sentinel.export import BundleWriter
-from misp2sentinel.pipeline import select_records
+from misp2sentinel.pipeline import WorkspaceFilter, map_records
 from misp2sentinel.report import RunReport
 from misp2sentinel.sources.files import read_sources
 
@@ -24,6 +31,8 @@ def run_export(config_path: Path | None, workspace_name: str | None, sources: li
     report = RunReport("export")
     settings = MappingSettings()
     selection = None
+    config = None
+    workspace = None
     if config_path is not None:
         config = load_config(config_path)
         settings = _settings_with_link(config)
@@ -31,19 +40,47 @@ def run_export(config_path: Path | None, workspace_name: str | None, sources: li
         selection = workspace.selection if workspace else None
         if not sources:
             sources = list(config.sources)
-        if not sources:
+        if not sources and config.misp is None:
             raise UsageError(
-                f"{config_path} defines no local sources",
-                hint="add paths under 'sources:' or pass --source PATH",
+                f"{config_path} defines no local sources and no MISP server",
+                hint="add paths under 'sources:', a 'misp:' section, or pass --source PATH",
             )
 
-    events = read_sources(sources, report)
-    with BundleWriter(output, now) as writer:
-        for record in select_records(events, settings, now, report, selection):
-            writer.write(record.stix)
+    events = read_sources(sources, report) if sources else _misp_events(config)
+    chosen = WorkspaceFilter(settings, selection, report)
+    store = _open_state(config) if workspace is not None else None
+    try:
+        with BundleWriter(output, now) as writer:
+            for event in events:
+                records = map_records(event, settings, now, report)
+                selected = list(chosen.records(event, records))
+                rows = store.rows_for_event(workspace.name, event["uuid"]) if store and event.get("uuid") else {}
+                for record in selected:
+                    writer.write(current_stix(record, rows) if rows else record.stix)
+    finally:
+        if store is not None:
+            store.close()
     report.count("written", writer.count)
     click.echo(f"{report.summary()} -> {output}", err=True)
     return report
+
+
+def _misp_events(config: Config) -> Iterator[dict]:
+    from misp2sentinel.sources.misp import MispSource
+
+    source = MispSource(config.misp)
+    listed = source.list_changed(None, int(Clock.from_environment().now().timestamp()))
+    yield from source.fetch(sorted(listed, key=lambda u: (listed[u], u)))
+
+
+def _open_state(config: Config):
+    if config.state is None or not config.state.path.exists():
+        return None
+    from misp2sentinel.state import StateStore
+
+    store = StateStore(config.state.path, readonly=True)
+    store.open()
+    return store
 
 
 def _settings_with_link(config: Config) -> MappingSettings:
