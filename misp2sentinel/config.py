@@ -148,6 +148,8 @@ class Workspace(Model):
     ca_bundle: Path | None = None
     verify_tls: bool = True
     source_system: Annotated[str, Field(min_length=1, max_length=256)] = "MISP"
+    api: Literal["stix-objects", "legacy"] = "stix-objects"
+    legacy_api_base_url: str | None = None
     selection: Selection = Field(default_factory=Selection)
     retired: bool = False
 
@@ -228,28 +230,52 @@ def load_config(path: Path) -> Config:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(where, [f"not valid YAML: {error}"]) from None
+        # The parser's message quotes the offending line, which may hold a secret: give its position only.
+        mark = getattr(error, "problem_mark", None)
+        position = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "syntax error"
+        raise ConfigError(where, [f"not valid YAML{position}: {problem}"]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(where, [f"expected a mapping of sections at the top level, got {type(data).__name__}"])
 
     problems: list[str] = []
-    data = _resolve_secrets(data, (), path.parent, problems)
+    secrets: list[str] = []
+    unresolved: set[tuple] = set()
+    data = _resolve_secrets(data, (), path.parent, problems, secrets, unresolved)
     _resolve_paths(data, path.parent)
     try:
         config = Config.model_validate(data)
     except ValidationError as error:
-        problems.extend(_describe(item) for item in error.errors())
+        for item in error.errors():
+            if tuple(item["loc"]) not in unresolved:
+                problems.append(_redact(_describe(item), secrets))
     if problems:
         raise ConfigError(where, problems)
     return config
 
 
-def _resolve_secrets(data: Any, key_path: tuple, base: Path, problems: list[str]) -> Any:
-    """Replace `{env: NAME}` and `{file: PATH}` values of secret keys with the secret text."""
+def _redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+def _resolve_secrets(
+    data: Any, key_path: tuple, base: Path, problems: list[str], secrets: list[str], unresolved: set[tuple]
+) -> Any:
+    """Replace `{env: NAME}` and `{file: PATH}` values of secret keys with the secret text.
+
+    Every secret text is collected in `secrets` so error messages can be redacted, and the key
+    paths whose secret could not be read go into `unresolved`, already reported once.
+    """
     if isinstance(data, list):
-        return [_resolve_secrets(item, key_path + (i,), base, problems) for i, item in enumerate(data)]
+        return [
+            _resolve_secrets(item, key_path + (i,), base, problems, secrets, unresolved)
+            for i, item in enumerate(data)
+        ]
     if not isinstance(data, dict):
         return data
     resolved = {}
@@ -257,8 +283,12 @@ def _resolve_secrets(data: Any, key_path: tuple, base: Path, problems: list[str]
         here = key_path + (key,)
         if key in SECRET_KEYS and isinstance(value, dict):
             resolved[key] = _read_secret(value, here, base, problems)
+            if resolved[key] is None:
+                unresolved.add(here)
         else:
-            resolved[key] = _resolve_secrets(value, here, base, problems)
+            resolved[key] = _resolve_secrets(value, here, base, problems, secrets, unresolved)
+        if key in SECRET_KEYS and isinstance(resolved[key], str):
+            secrets.append(resolved[key])
     return resolved
 
 
@@ -312,16 +342,18 @@ def _describe(item: dict) -> str:
         return f"{where}: required key is missing"
     if item["type"] == "extra_forbidden":
         return f"{where}: unknown key (check its spelling against config.example.yaml)"
-    if any(part in SECRET_KEYS for part in item["loc"]):
+    bad_value = item.get("input")
+    if any(part in SECRET_KEYS for part in item["loc"]) or isinstance(bad_value, (dict, list)):
+        # Containers may hold secrets and are long; the key path already points at them.
         return f"{where}: {message}"
-    return f"{where}: {message} (got {item.get('input')!r})"
+    return f"{where}: {message} (got {bad_value!r})"
 
 
 def _dotted(key_path: tuple) -> str:
     text = ""
     for part in key_path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text.replace("or_", "or").replace("and_", "and").replace("not_", "not") or "(top level)"
+    return text or "(top level)"
 
 
 def warn_if_readable_by_others(path: Path, what: str) -> None:

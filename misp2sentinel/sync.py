@@ -250,19 +250,19 @@ def _one_event(source, config: Config, report: RunReport, reference: str) -> Ite
 
 def _uploaders(config: Config, workspaces: Iterable[Workspace], clock: Clock) -> dict:
     """Build one client per workspace; workspaces that share an identity share its token and limiter."""
-    from misp2sentinel.sentinel.auth import TokenProviders, make_session
+    from misp2sentinel.sentinel.auth import TokenProviders, identity_key, make_session
     from misp2sentinel.sentinel.client import SentinelClient
     from misp2sentinel.sentinel.pacing import RateLimiter
 
-    providers = TokenProviders()
+    providers = TokenProviders(timeout_seconds=config.sentinel.timeout_seconds)
     limiters: dict[tuple, RateLimiter] = {}
     clients = {}
     for workspace in workspaces:
-        authority, _, _ = workspace.endpoints()
-        identity = (authority, workspace.tenant_id, workspace.client_id)
-        limiter = limiters.setdefault(identity, RateLimiter(config.sentinel.requests_per_minute, clock))
+        limiter = limiters.get(identity_key(workspace))
+        if limiter is None:
+            limiter = limiters[identity_key(workspace)] = RateLimiter(config.sentinel.requests_per_minute, clock)
         session = make_session(workspace.ca_bundle, workspace.verify_tls)
         clients[workspace.name] = SentinelClient(
-            workspace, config.sentinel, session, providers.provider_for(workspace), limiter, clock
+            workspace, config.sentinel, session, providers.provider_for(workspace), limiter, clock, api=workspace.api
         )
     return clients

@@ -16,7 +16,7 @@ import click
 from misp2sentinel.clock import Clock
 from misp2sentinel.config import Config, MappingSettings, load_config
 from misp2sentinel.diff import current_stix
-from misp2sentinel.errors import UsageError
+from misp2sentinel.errors import InputError, UsageError
 from misp2sentinel.export import BundleWriter
 from misp2sentinel.pipeline import WorkspaceFilter, map_records
 from misp2sentinel.report import RunReport
@@ -49,6 +49,7 @@ def run_export(config_path: Path | None, workspace_name: str | None, sources: li
     events = read_sources(sources, report) if sources else _misp_events(config)
     chosen = WorkspaceFilter(settings, selection, report)
     store = _open_state(config) if workspace is not None else None
+    written = 0
     try:
         with BundleWriter(output, now) as writer:
             for event in events:
@@ -57,10 +58,13 @@ def run_export(config_path: Path | None, workspace_name: str | None, sources: li
                 rows = store.rows_for_event(workspace.name, event["uuid"]) if store and event.get("uuid") else {}
                 for record in selected:
                     writer.write(current_stix(record, rows) if rows else record.stix)
+            written = writer.count
+    except InputError as error:
+        report.fail("output", str(error))
     finally:
         if store is not None:
             store.close()
-    report.count("written", writer.count)
+    report.count("written", written)
     click.echo(f"{report.summary()} -> {output}", err=True)
     return report
 

@@ -44,7 +44,7 @@ class InvalidPart:
 
 
 HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
-HASH_KEYS = {"md5": "MD5", "sha1": "'SHA-1'", "sha256": "'SHA-256'", "sha512": "'SHA-512'"}
+HASH_KEYS = {"md5": "'MD5'", "sha1": "'SHA-1'", "sha256": "'SHA-256'", "sha512": "'SHA-512'"}
 HEX_DIGITS = frozenset("0123456789abcdef")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 FORBIDDEN_IN_DOMAIN = re.compile(r"[\s/\\@:;,'\"<>()\[\]{}|?#%=+!$&^`~]")

@@ -49,7 +49,7 @@ class RateLimiter:
 
     NOTE: the server counts a request when it arrives, which is later than `acquire` returns by the
     network latency. Latency that varies between requests can still make the server see N + 1 requests
-    in its window; the client then gets a 429 and waits as the server asks. A larger `window_seconds`
+    in its window; the client then gets a 429 and waits as long as the response requests. A larger `window_seconds`
     trades throughput for a margin.
     """
 
@@ -102,7 +102,7 @@ def backoff_delay(attempt: int, base: float, maximum: float, random: Callable[[]
 
 
 def retry_after_seconds(response: HttpResponse, now: datetime | None = None) -> float | None:
-    """Return the wait that a 429 or 503 response asks for, in seconds, or None when it gives none.
+    """Return the wait that a 429 or 503 response requests, in seconds, or None when it gives none.
 
     The `Retry-After` header comes first, as delay-seconds or as an HTTP-date. An HTTP-date is measured
     from the response's `Date` header when it has one, which avoids clock skew, otherwise from `now`

@@ -1,0 +1,406 @@
+"""Reading MISP events from feed folders and MISP JSON files in every shape MISP writes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from misp2sentinel.config import MappingSettings
+from misp2sentinel.report import DUPLICATE, NOT_IDS, RunReport
+from misp2sentinel.sources.files import read_sources
+from misp2sentinel.sources.normalize import events_from_document
+from tests.conftest import (
+    EVENT_UUID,
+    FIXTURES,
+    TLP_GREEN,
+    check_stix,
+    map_normalised,
+    misp_attribute,
+    misp_event,
+    misp_object,
+)
+
+FEED = FIXTURES / "feed"
+FEED_EVENT_A = "c6a1f1b0-6c0e-4f5e-9d1a-7b2e3f4a5b6c"
+FEED_EVENT_B = "d7b2a2c1-7d1f-4a6f-8e2b-8c3f4a5b6c7d"
+SECOND_EVENT_UUID = "9e8d7c6b-5a49-4382-9716-05f4e3d2c1b0"
+SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def read(paths: list[Path]) -> tuple[list[dict], RunReport]:
+    report = RunReport("export")
+    events = list(read_sources(paths, report))
+    return events, report
+
+
+def patterns_of(events: list[dict], settings: MappingSettings | None = None) -> list[str]:
+    return [i["pattern"] for event in events for i in map_normalised(event, settings).indicators]
+
+
+def write_json(path: Path, document: object) -> Path:
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def export_bundle(run_cli, tmp_path: Path, *sources: Path, extra: tuple[str, ...] = ()):
+    output = tmp_path / "bundle.json"
+    arguments = ["export"]
+    for source in sources:
+        arguments += ["--source", str(source)]
+    result = run_cli(*arguments, "--output", str(output), *extra)
+    bundle = json.loads(output.read_text(encoding="utf-8")) if output.exists() else None
+    return result, bundle
+
+
+# Feed folder
+
+
+def test_feed_reads_manifest_events():
+    events, report = read([FEED])
+
+    assert [event["uuid"] for event in events] == [FEED_EVENT_A, FEED_EVENT_B]
+    assert report.inputs_failed == 0
+
+
+def test_feed_patterns():
+    events, _ = read([FEED])
+
+    assert patterns_of(events) == [
+        "[ipv4-addr:value = '198.51.100.7']",
+        "[domain-name:value = 'c2.example.com']",
+        "[ipv4-addr:value = '198.51.100.8']",
+        f"[file:hashes.'SHA-256' = '{SHA256}']",
+        "[url:value = 'https://login.example.net/o\\'auth']",
+    ]
+
+
+def test_feed_missing_event_file_failed(tmp_path, caplog):
+    feed = tmp_path / "feed"
+    shutil.copytree(FEED, feed)
+    manifest = json.loads((feed / "manifest.json").read_text())
+    manifest[SECOND_EVENT_UUID] = {"info": "listed but absent"}
+    write_json(feed / "manifest.json", manifest)
+
+    with caplog.at_level(logging.ERROR):
+        events, report = read([feed])
+
+    assert [event["uuid"] for event in events] == [FEED_EVENT_A, FEED_EVENT_B]
+    assert report.inputs_failed == 1
+    assert f"{SECOND_EVENT_UUID}.json" in caplog.text
+
+
+def test_feed_export_cli(run_cli, tmp_path):
+    result, bundle = export_bundle(run_cli, tmp_path, FEED)
+
+    assert result.exit_code == 0, result.stderr
+    indicators = [o for o in bundle["objects"] if o["type"] == "indicator"]
+    assert len(indicators) == 5
+    for obj in bundle["objects"]:
+        check_stix(obj)
+
+
+# Folder without manifest
+
+
+def test_folder_reads_json_files(tmp_path):
+    write_json(tmp_path / "b.json", {"Event": misp_event(misp_attribute("domain", "b.example.com"), uuid=SECOND_EVENT_UUID)})
+    write_json(tmp_path / "a.json", {"Event": misp_event(misp_attribute("domain", "a.example.com"))})
+    (tmp_path / "notes.txt").write_text("not an event")
+
+    events, report = read([tmp_path])
+
+    assert sorted(event["uuid"] for event in events) == sorted([EVENT_UUID, SECOND_EVENT_UUID])
+    assert report.inputs_failed == 0
+    assert sorted(patterns_of(events)) == [
+        "[domain-name:value = 'a.example.com']",
+        "[domain-name:value = 'b.example.com']",
+    ]
+
+
+# Document shapes
+
+
+def single_event() -> dict:
+    return misp_event(misp_attribute("ip-dst", "198.51.100.7", uuid="a1a1a1a1-0000-4000-8000-000000000001"))
+
+
+def other_event() -> dict:
+    attribute = misp_attribute("domain", "example.org", uuid="b2b2b2b2-0000-4000-8000-000000000002")
+    return misp_event(attribute, uuid=SECOND_EVENT_UUID)
+
+
+@pytest.mark.parametrize(
+    ("shape", "document"),
+    [
+        ("event wrapper", {"Event": single_event()}),
+        ("bare event", single_event()),
+        ("response list", {"response": [{"Event": single_event()}]}),
+        ("list of wrappers", [{"Event": single_event()}]),
+        ("list of bare events", [single_event()]),
+    ],
+)
+def test_shape_single_event(shape, document):
+    events = events_from_document(document)
+
+    assert [event["uuid"] for event in events] == [EVENT_UUID], shape
+    assert patterns_of(events) == ["[ipv4-addr:value = '198.51.100.7']"], shape
+
+
+@pytest.mark.parametrize(
+    ("shape", "document"),
+    [
+        ("response list", {"response": [{"Event": single_event()}, {"Event": other_event()}]}),
+        ("list of wrappers", [{"Event": single_event()}, {"Event": other_event()}]),
+        ("mixed list", [{"Event": single_event()}, other_event()]),
+        ("list of responses", [{"response": [{"Event": single_event()}]}, {"response": [{"Event": other_event()}]}]),
+    ],
+)
+def test_shape_several_events(shape, document):
+    events = events_from_document(document)
+
+    assert [event["uuid"] for event in events] == [EVENT_UUID, SECOND_EVENT_UUID], shape
+    assert patterns_of(events) == [
+        "[ipv4-addr:value = '198.51.100.7']",
+        "[domain-name:value = 'example.org']",
+    ], shape
+
+
+def attribute_search_result(event_context: dict | None, **fields) -> dict:
+    attribute = {
+        "id": "7001",
+        "event_id": "101",
+        "object_id": "0",
+        "object_relation": None,
+        "category": "Network activity",
+        "type": "ip-dst",
+        "to_ids": True,
+        "uuid": "c3c3c3c3-0000-4000-8000-000000000003",
+        "timestamp": "1765000000",
+        "distribution": "5",
+        "sharing_group_id": "0",
+        "comment": "",
+        "deleted": False,
+        "disable_correlation": False,
+        "first_seen": None,
+        "last_seen": None,
+        "value": "198.51.100.7",
+        "Tag": [{"id": "3", "name": "tlp:green", "inherited": 1}, {"id": "9", "name": "kill-chain:c2"}],
+    }
+    if event_context is not None:
+        attribute["Event"] = event_context
+    attribute.update(fields)
+    return attribute
+
+
+EVENT_CONTEXT = {
+    "org_id": "1",
+    "distribution": "3",
+    "id": "101",
+    "info": "Search hit event",
+    "orgc_id": "1",
+    "uuid": EVENT_UUID,
+    "publish_timestamp": "1765000100",
+}
+
+
+def test_shape_attribute_search_event_context():
+    document = {"response": {"Attribute": [attribute_search_result(EVENT_CONTEXT)]}}
+    settings = MappingSettings(misp_url="https://misp.example.org", default_tlp="amber")
+
+    events = events_from_document(document)
+    indicator = map_normalised(events[0], settings).only
+
+    assert indicator["id"] == "indicator--c3c3c3c3-0000-4000-8000-000000000003"
+    assert indicator["pattern"] == "[ipv4-addr:value = '198.51.100.7']"
+    assert indicator["object_marking_refs"] == [TLP_GREEN]
+    assert "kill-chain:c2" in indicator["labels"]
+    urls = [reference.get("url") for reference in indicator["external_references"]]
+    assert urls == [f"https://misp.example.org/events/view/{EVENT_UUID}"]
+
+
+def test_shape_attribute_search_without_context():
+    document = {"response": {"Attribute": [attribute_search_result(None, Tag=[])]}}
+    settings = MappingSettings(default_tlp="green")
+
+    events = events_from_document(document)
+    indicator = map_normalised(events[0], settings).only
+
+    assert indicator["pattern"] == "[ipv4-addr:value = '198.51.100.7']"
+    assert indicator["object_marking_refs"] == [TLP_GREEN]
+
+
+def test_shape_attribute_search_several_attributes():
+    second = attribute_search_result(
+        EVENT_CONTEXT, uuid="d4d4d4d4-0000-4000-8000-000000000004", type="domain", value="example.com"
+    )
+    document = {"response": {"Attribute": [attribute_search_result(EVENT_CONTEXT), second]}}
+
+    events = events_from_document(document)
+
+    assert patterns_of(events) == ["[ipv4-addr:value = '198.51.100.7']", "[domain-name:value = 'example.com']"]
+
+
+def object_event(objects: object) -> dict:
+    event = misp_event()
+    event["Object"] = objects
+    return event
+
+
+def file_object() -> dict:
+    attribute = misp_attribute("sha256", SHA256, uuid="e5e5e5e5-0000-4000-8000-000000000005", object_relation="sha256")
+    return misp_object("file", attribute)
+
+
+@pytest.mark.parametrize(
+    ("shape", "objects"),
+    [
+        ("list", [file_object()]),
+        ("single dict", file_object()),
+        ("dict keyed by index", {"0": file_object()}),
+    ],
+)
+def test_shape_object_list_or_dict(shape, objects):
+    events = events_from_document({"Event": object_event(objects)})
+
+    assert patterns_of(events) == [f"[file:hashes.'SHA-256' = '{SHA256}']"], shape
+
+
+@pytest.mark.parametrize(("to_ids", "exported"), [(True, True), ("1", True), (1, True), ("true", True), (False, False), ("0", False), (0, False), ("false", False)])
+def test_typing_to_ids_strings(to_ids, exported):
+    event = misp_event(misp_attribute("ip-dst", "198.51.100.7", to_ids=to_ids))
+
+    mapped = map_normalised(events_from_document({"Event": event})[0])
+
+    assert bool(mapped.indicators) is exported
+    if not exported:
+        assert mapped.skip_reasons() == [NOT_IDS]
+
+
+def test_typing_numbers_as_strings():
+    attribute = misp_attribute("ip-dst", "198.51.100.7", timestamp="1700000000", distribution="5", deleted="0")
+    event = misp_event(attribute, timestamp="1700000500", distribution="3", published="1", threat_level_id="2")
+
+    indicator = map_normalised(events_from_document({"Event": event})[0]).only
+
+    assert indicator["created"].startswith("2023-11-14T22:13:20")
+    assert indicator["valid_from"].startswith("2023-11-14T22:13:20")
+
+
+def test_typing_numbers_as_numbers():
+    attribute = misp_attribute("ip-dst", "198.51.100.7", timestamp=1700000000)
+    event = misp_event(attribute, timestamp=1700000500)
+
+    indicator = map_normalised(events_from_document({"Event": event})[0]).only
+
+    assert indicator["created"].startswith("2023-11-14T22:13:20")
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"type": "bundle", "id": "bundle--0f6b7c58-3a2e-4d51-9c1b-6e8f2a4d7b90", "objects": []},
+        {"name": "not an event"},
+        [1, 2, 3],
+        "just text",
+        42,
+    ],
+)
+def test_not_misp_document_rejected(document):
+    with pytest.raises(ValueError):
+        events_from_document(document)
+
+
+# Unreadable inputs
+
+
+def mixed_folder(folder: Path) -> Path:
+    folder.mkdir()
+    write_json(folder / "a-good.json", {"Event": single_event()})
+    write_json(folder / "b-stix.json", {"type": "bundle", "id": "bundle--0f6b7c58-3a2e-4d51-9c1b-6e8f2a4d7b90", "objects": []})
+    (folder / "c-broken.json").write_text('{"Event": {"uuid": ', encoding="utf-8")
+    (folder / "d-empty.json").write_text("", encoding="utf-8")
+    write_json(folder / "e-good.json", {"Event": other_event()})
+    return folder
+
+
+def test_unreadable_files_counted_failed(tmp_path, caplog):
+    folder = mixed_folder(tmp_path / "inputs")
+
+    with caplog.at_level(logging.ERROR):
+        events, report = read([folder])
+
+    assert [event["uuid"] for event in events] == [EVENT_UUID, SECOND_EVENT_UUID]
+    assert report.inputs_failed == 3
+    assert report.exit_code == 1
+    for name in ("b-stix.json", "c-broken.json", "d-empty.json"):
+        assert name in caplog.text
+
+
+def test_unreadable_files_cli_exit_1(run_cli, tmp_path):
+    folder = mixed_folder(tmp_path / "inputs")
+
+    result, bundle = export_bundle(run_cli, tmp_path, folder)
+
+    assert result.exit_code == 1
+    for name in ("b-stix.json", "c-broken.json", "d-empty.json"):
+        assert name in result.stderr
+    assert "a-good.json" not in result.stderr
+    patterns = sorted(o["pattern"] for o in bundle["objects"] if o["type"] == "indicator")
+    assert patterns == ["[domain-name:value = 'example.org']", "[ipv4-addr:value = '198.51.100.7']"]
+
+
+def test_unreadable_first_source_others_processed(run_cli, tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text("<html>not json</html>", encoding="utf-8")
+    good = write_json(tmp_path / "good.json", {"Event": single_event()})
+
+    result, bundle = export_bundle(run_cli, tmp_path, broken, tmp_path / "missing.json", good)
+
+    assert result.exit_code == 1
+    assert "broken.json" in result.stderr
+    assert "missing.json" in result.stderr
+    assert [o["pattern"] for o in bundle["objects"] if o["type"] == "indicator"] == ["[ipv4-addr:value = '198.51.100.7']"]
+
+
+# Duplicates across inputs
+
+
+def duplicate_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    shared_uuid = "f6f6f6f6-0000-4000-8000-000000000006"
+    first = misp_event(misp_attribute("ip-dst", "198.51.100.7", uuid=shared_uuid, comment="from the first input"))
+    second = misp_event(misp_attribute("ip-dst", "198.51.100.7", uuid=shared_uuid, comment="from the second input"))
+    return write_json(tmp_path / "first.json", {"Event": first}), write_json(tmp_path / "second.json", {"Event": second})
+
+
+def test_duplicate_first_wins(run_cli, tmp_path):
+    first, second = duplicate_inputs(tmp_path)
+
+    result, bundle = export_bundle(run_cli, tmp_path, first, second)
+
+    indicators = [o for o in bundle["objects"] if o["type"] == "indicator"]
+    assert result.exit_code == 0, result.stderr
+    assert len(indicators) == 1
+    assert "from the first input" in indicators[0]["description"]
+    assert f"{DUPLICATE} 1" in result.stderr.strip().splitlines()[-1]
+
+
+def test_duplicate_order_decides(run_cli, tmp_path):
+    first, second = duplicate_inputs(tmp_path)
+
+    result, bundle = export_bundle(run_cli, tmp_path, second, first)
+
+    indicators = [o for o in bundle["objects"] if o["type"] == "indicator"]
+    assert len(indicators) == 1
+    assert "from the second input" in indicators[0]["description"]
+
+
+def test_duplicate_identity_written_once(run_cli, tmp_path):
+    first, second = duplicate_inputs(tmp_path)
+
+    _, bundle = export_bundle(run_cli, tmp_path, first, second)
+
+    assert [o["type"] for o in bundle["objects"]].count("identity") == 1
