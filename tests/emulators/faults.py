@@ -1,12 +1,14 @@
-"""Injected faults: responses or connection resets that replace the next matching requests."""
+"""Injected faults: responses or connection resets that replace the next matching requests,
+and per-record errors for matching uploaded objects."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Collection
 
 from .base import Response
+from .stix_validation import error_message
 
 
 def fault_response(status: int, body: Any, headers: dict[str, str] | None) -> Response:
@@ -68,3 +70,52 @@ class FaultQueue:
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+
+
+@dataclass
+class _RecordRejection:
+    matches: Callable[[dict[str, Any]], bool]
+    message: str | None
+    remaining: int | None
+
+
+class RecordRejections:
+    """Thread-safe rules that turn matching uploaded objects into per-record errors."""
+
+    def __init__(self) -> None:
+        self._rules: list[_RecordRejection] = []
+        self._lock = threading.Lock()
+
+    def add(
+        self,
+        selector: Callable[[dict[str, Any]], bool] | Collection[str],
+        message: str | None = None,
+        count: int | None = None,
+    ) -> None:
+        """Add a rule for a predicate or a collection of STIX ids; `count=None` never runs out."""
+        if callable(selector):
+            matches = selector
+        else:
+            ids = frozenset(selector)
+
+            def matches(stix_object: dict[str, Any]) -> bool:
+                return stix_object.get("id") in ids
+
+        with self._lock:
+            self._rules.append(_RecordRejection(matches, message, count))
+
+    def messages_for(self, stix_object: dict[str, Any]) -> list[str]:
+        """Return the error messages of the first rule that matches, and use it up once."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.remaining == 0 or not rule.matches(stix_object):
+                    continue
+                if rule.remaining is not None:
+                    rule.remaining -= 1
+                message = rule.message or error_message("id", "The object was rejected by an injected fault", stix_object.get("id"))
+                return [message]
+        return []
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()

@@ -566,10 +566,10 @@ def main(argv: list[str] | None = None) -> None:
     tls = EmulatorTLS.create(arguments.tls_dir) if arguments.tls_dir else False
     emulator = MispEmulator(arguments.events, api_key=arguments.key, port=arguments.port, tls=tls, perm_sync=not arguments.no_perm_sync)
     with emulator:
-        print(f"MISP emulator: {emulator.url}")
-        print(f"events loaded: {len(emulator.store.events)}")
+        print(f"MISP emulator: {emulator.url}", flush=True)
+        print(f"events loaded: {len(emulator.store.events)}", flush=True)
         if emulator.ca_bundle_path:
-            print(f"CA bundle:     {emulator.ca_bundle_path}")
+            print(f"CA bundle:     {emulator.ca_bundle_path}", flush=True)
         serve_until_interrupted()
 
 

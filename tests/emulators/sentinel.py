@@ -10,12 +10,12 @@ Endpoints, all `POST` with `Authorization: Bearer <token>` and a JSON body:
 * legacy API (V2 action): `/workspaces/{workspaceId}/threatintelligenceindicators:upload?api-version=2022-07-01`
   with the array in `indicators`.
 
-Each request is checked in this order: path (404), api-version (400), body size (413),
-token signature, audience and expiry (401), rate limit (429), workspace (404), the
-caller's role on the workspace (403), body (400), then each object. All valid gives 200
-with an empty body; some invalid gives 200 with
-`{"errors":[{"recordIndex": i, "<messages key>": [...]}]}`; all invalid gives 400 with
-the same `errors` array. Accepted objects are stored per workspace keyed by
+Injected faults come first. Then each request is checked in this order: path (404),
+api-version (400), body size (413), token signature, audience and expiry (401), rate
+limit (429), workspace (404), the caller's role on the workspace (403), body (400), and
+then each object. All valid gives 200 with an empty body. Some invalid gives 200 with
+`{"errors":[{"recordIndex": i, "<messages key>": [...]}]}`, and all invalid gives 400
+with the same `errors` array. Accepted objects are stored per workspace keyed by
 (sourcesystem, STIX id), and the last upload wins, as Sentinel de-duplicates.
 
 Run by hand: `python -m tests.emulators.sentinel --port 8443 --signing-key KEY.pem --workspace ID --client-id APP`.
@@ -29,11 +29,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any, Callable, Collection, Iterable
 
 from .base import EmulatorServer, Request, Response
-from .faults import Fault, FaultQueue, fault_response
+from .faults import Fault, FaultQueue, RecordRejections, fault_response
 from .sentinel_protocol import (
     API_STIX_OBJECTS,
     API_UPLOAD_INDICATORS,
@@ -70,13 +69,6 @@ __all__ = [
     "SentinelEmulator",
     "StoredObject",
 ]
-
-
-@dataclass
-class _RecordRejection:
-    matches: Callable[[dict[str, Any]], bool]
-    message: str | None
-    remaining: int | None
 
 
 class SentinelEmulator(EmulatorServer):
@@ -142,7 +134,7 @@ class SentinelEmulator(EmulatorServer):
         self._workspaces: dict[str, Workspace] = {}
         self._log: list[RequestLogEntry] = []
         self._faults = FaultQueue()
-        self._rejections: list[_RecordRejection] = []
+        self._rejections = RecordRejections()
         self._lock = threading.Lock()
 
     # Registration
@@ -239,7 +231,7 @@ class SentinelEmulator(EmulatorServer):
     ) -> None:
         """Respond to the next `count` requests whose path contains `path_contains` with `status`.
 
-        Without `body` a plausible body for the status is sent; for 429 it is the
+        Without `body` a plausible body for the status is sent. For 429 that is the
         documented message with `retry_after` seconds, plus the `Retry-After` header
         when `retry_after_header` is on.
         """
@@ -272,21 +264,11 @@ class SentinelEmulator(EmulatorServer):
         are rejected; None rejects matches until `clear_faults`. When every record of a
         request fails, the request gets `all_invalid_status` (400 by default), not 200.
         """
-        if callable(selector):
-            matches = selector
-        else:
-            ids = frozenset(selector)
-
-            def matches(stix_object: dict[str, Any]) -> bool:
-                return stix_object.get("id") in ids
-
-        with self._lock:
-            self._rejections.append(_RecordRejection(matches, message, count))
+        self._rejections.add(selector, message, count)
 
     def clear_faults(self) -> None:
         self._faults.clear()
-        with self._lock:
-            self._rejections.clear()
+        self._rejections.clear()
 
     # Request handling
 
@@ -372,7 +354,7 @@ class SentinelEmulator(EmulatorServer):
             for index, stix_object in enumerate(objects):
                 messages = validate_stix_object(stix_object, allowed_types=api.allowed_types)
                 if not messages:
-                    messages = self._injected_rejection(stix_object)
+                    messages = self._rejections.messages_for(stix_object)
                 if not messages:
                     messages = self._check_unrevoke(workspace, sourcesystem, stix_object)
                 if messages:
@@ -385,20 +367,10 @@ class SentinelEmulator(EmulatorServer):
         status = self.all_invalid_status if len(record_errors) == len(objects) else 200
         return Response.json(status, {"errors": record_errors}), len(objects)
 
-    def _injected_rejection(self, stix_object: dict[str, Any]) -> list[str]:
-        for rejection in self._rejections:
-            if rejection.remaining == 0 or not rejection.matches(stix_object):
-                continue
-            if rejection.remaining is not None:
-                rejection.remaining -= 1
-            message = rejection.message or error_message("id", "The object was rejected by an injected fault", stix_object.get("id"))
-            return [message]
-        return []
-
     def _check_unrevoke(self, workspace: Workspace, sourcesystem: str, stix_object: dict[str, Any]) -> list[str]:
         """Record an upload that un-revokes a revoked object; reject it if so configured.
 
-        STIX and Learn say a revoked object must not get later versions, but whether
+        STIX and Learn state that a revoked object must not get later versions, but whether
         Sentinel enforces this is undocumented, so it is accepted by default.
         """
         if not workspace.is_unrevoke(sourcesystem, stix_object):
