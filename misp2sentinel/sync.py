@@ -206,7 +206,8 @@ def _run(config, clock, store, report, workspaces, now, now_ms, event_ref, dry_r
         cursors = [store.cursor(w.name, source_name, selections[w.name]) if store.exists else None for w in workspaces]
         lookback_start = listed_until - config.misp.lookback_days * 86400
         starts = [c - config.misp.overlap_seconds if c is not None else lookback_start for c in cursors]
-        since = max(0, min(starts))
+        # PyMISP drops a 0 bound and MISP reads the missing bound as "now", so the lowest bound is 1.
+        since = max(1, min(starts))
         listed = source.list_changed(since, listed_until)
         order = sorted(listed, key=lambda u: (listed[u], u))
         extra = sorted(set().union(*pending.values()) - set(listed))

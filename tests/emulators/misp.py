@@ -4,8 +4,9 @@ It serves, on 127.0.0.1, what `PyMISP(url, key)` requests when it connects
 (`GET /servers/getVersion`, `GET /users/view/me`, `GET /attributes/describeTypes.json`,
 and `GET /servers/getPyMISPVersion.json` for old servers), plus
 `/events/restSearch`, `/attributes/restSearch` and `/events/view/<id or uuid>`.
-Search semantics follow MISP's source at commit bb0909a3 (branch 2.5), quirks included;
-`misp_filters` and `misp_search` name the MISP function each part reproduces.
+Search semantics follow MISP's source at commit bb0909a3 (branch 2.5), quirks included.
+The modules `misp_selection`, `misp_filters` and `misp_search` name the MISP function
+that each part reproduces.
 
 Tests change the data through hooks that move timestamps as MISP does (an edit sets the
 attribute timestamp and unpublishes the event, a local tag changes nothing, publishing
@@ -13,8 +14,9 @@ moves only `publish_timestamp`), with a clock they control. They can inject fail
 slow responses, and read every request from `requests`.
 
 Errors have MISP's shape, `{"name": ..., "message": ..., "url": ...}`: 403 for a missing or
-wrong API key, 404 for unknown paths, 400 for a restSearch GET without parameters. Features
-the emulator does not reproduce answer 501 instead of returning a different result.
+wrong API key, 404 for unknown paths, 400 for a restSearch GET without parameters. A
+request for a feature the emulator does not reproduce gets 501 rather than a different
+result.
 
 Run by hand: `python -m tests.emulators.misp --events DIR --port 8081 --key KEY`.
 """
@@ -26,7 +28,6 @@ import gzip
 import json
 import logging
 import re
-import threading
 import time
 import uuid as uuid_module
 import zlib
@@ -39,9 +40,11 @@ from pymisp.abstract import describe_types
 
 from .base import EmulatorServer, Request, Response
 from .faults import Fault, FaultQueue, fault_response
-from .misp_search import MispHttpError, SearchContext, SearchUser, Warninglist, fetch_event, search_attributes, search_events, view_event
+from .misp_instance import DEFAULT_ORG_NAME, DEFAULT_ORG_UUID, MispInstance
+from .misp_model import Warninglist
+from .misp_parameters import MispHttpError
+from .misp_search import search_attributes, search_events, view_event
 from .misp_semantics import MispInternalError
-from .misp_store import MispStore, NotFoundError, StoredAttribute, StoredEvent, TagLink
 from .tls import EmulatorTLS
 
 logger = logging.getLogger(__name__)
@@ -49,8 +52,6 @@ logger = logging.getLogger(__name__)
 # MISP accepts only keys of 40 letters and digits (AppController::__loginByAuthKey).
 API_KEY_PATTERN = re.compile(r"^[a-zA-Z0-9]{40}$")
 DEFAULT_API_KEY = "MispEmulatorTestKey000000000000000000000"
-DEFAULT_ORG_UUID = "5f6e7c8d-0000-4000-8000-00000000e1a1"
-DEFAULT_ORG_NAME = "EMULATOR-ORG"
 # VERSION.json and AppController::$pyMispVersion at MISP commit bb0909a3.
 MISP_VERSION = "2.5.1"
 PYMISP_RECOMMENDED_VERSION = "2.5.1"
@@ -58,12 +59,6 @@ PYMISP_RECOMMENDED_VERSION = "2.5.1"
 AUTHENTICATION_FAILED = "Authentication failed. Please make sure you pass the API key of an API enabled user along in the Authorization header."
 INTERNAL_ERROR = "An Internal Error Has Occurred."
 INVALID_JSON = "Invalid JSON input. Make sure that the JSON input is a correctly formatted JSON string. This request has been blocked to avoid an unfiltered request."
-
-# Fields of an attribute that `edit_attribute` may change.
-EDITABLE_ATTRIBUTE_FIELDS = frozenset((
-    "value", "type", "category", "to_ids", "comment", "distribution", "sharing_group_id",
-    "first_seen", "last_seen", "disable_correlation", "object_relation",
-))
 
 _CONTROLLERS = ("servers", "users", "attributes", "events")
 
@@ -104,15 +99,13 @@ def misp_error(status: int, message: str, url: str) -> Response:
     return Response.json(status, {"name": message, "message": message, "url": url})
 
 
-class MispEmulator(EmulatorServer):
-    """A MISP 2.5 instance on 127.0.0.1 with one API user, fed from JSON files and test hooks.
+class MispEmulator(MispInstance, EmulatorServer):
+    """A MISP 2.5 server on 127.0.0.1 with one API user, fed from JSON files and test hooks.
 
-    `clock` returns the current epoch seconds (default `time.time`); every timestamp the
-    emulator writes comes from it. The API user belongs to the organisation `org_uuid`;
-    `perm_sync` and `site_admin` are its role flags. Without perm_sync, soft-deleted rows
-    are visible only in events owned by that organisation; a sync user that is not a site
-    admin does not see local tags in restSearch results. `tls=False` serves plain HTTP;
-    pass True or a shared `EmulatorTLS` for HTTPS.
+    The data, the API user's role and the hooks come from `MispInstance` (see there for
+    `clock`, `org_uuid`, `perm_sync`, `site_admin`, `warninglists` and
+    `tag_names_case_sensitive`). `events_dir` is loaded at construction. `tls=False`, the
+    default, serves plain HTTP. True (a private test CA) or a shared `EmulatorTLS` serves HTTPS.
     """
 
     def __init__(
@@ -131,26 +124,18 @@ class MispEmulator(EmulatorServer):
         warninglists: list[Warninglist] | None = None,
         tag_names_case_sensitive: bool = False,
     ) -> None:
-        super().__init__(host=host, port=port, tls=tls)
         if not API_KEY_PATTERN.match(api_key):
-            raise ValueError(f"a MISP API key is 40 letters or digits, got {len(api_key)} characters; MISP would reject it")
+            raise ValueError(f"invalid MISP API key of {len(api_key)} characters: MISP accepts exactly 40 letters or digits")
+        EmulatorServer.__init__(self, host=host, port=port, tls=tls)
+        MispInstance.__init__(
+            self, clock=clock, org_uuid=org_uuid, org_name=org_name, perm_sync=perm_sync, site_admin=site_admin,
+            warninglists=warninglists, tag_names_case_sensitive=tag_names_case_sensitive,
+        )
         self.api_key = api_key
-        self.clock = clock or time.time
-        self.perm_sync = perm_sync
-        self.site_admin = site_admin
-        # NOTE: MISP's db_schema.json gives tags.name the utf8mb3_bin collation, which makes
-        # tag LIKE matching case-sensitive on a stock 2.5 database. Older databases with a
-        # case-insensitive collation match regardless of case, which is the default here.
-        self.tag_names_case_sensitive = tag_names_case_sensitive
         self.instance_uuid = str(uuid_module.uuid4())
-        self.store = MispStore(org_name, org_uuid)
-        self.warninglists: list[Warninglist] = []
         self.requests: list[RecordedRequest] = []
-        self._lock = threading.RLock()
         self._faults = FaultQueue()
         self._delays: list[_Delay] = []
-        for warninglist in warninglists or []:
-            self.add_warninglist(warninglist)
         if events_dir is not None:
             self.load_events(events_dir)
 
@@ -159,196 +144,13 @@ class MispEmulator(EmulatorServer):
         """Return `scheme://127.0.0.1:port`, the URL to give PyMISP."""
         return self.base_url
 
-    def now(self) -> int:
-        return int(self.clock())
-
-    # Data
-
-    def load_events(self, directory: str | Path) -> int:
-        """Load the MISP JSON files of a directory; return the number of events stored."""
-        with self._lock:
-            return self.store.load_directory(directory, self.now())
-
-    def add_event(self, event: dict[str, Any], *, replace: bool = False) -> str:
-        """Store an event (`{"Event": {...}}` or bare) and return its uuid.
-
-        Missing ids, uuids and timestamps are filled in (timestamps with the clock's now).
-        An existing uuid raises ValueError unless `replace` is true.
-        """
-        with self._lock:
-            return self.store.add_event(event, self.now(), replace=replace).uuid
-
-    def get_event(self, event_uuid: str) -> dict[str, Any]:
-        """Return an event in MISP's wire shape with everything in it: soft-deleted rows, local and non-exportable tags."""
-        with self._lock:
-            event = self.store.event(event_uuid)
-            options = {"deleted": [0, 1], "excludeLocalTags": 0, "includeAllTags": 1}
-            return fetch_event(self._search_context(""), event, options)
-
-    def tag_id(self, name: str) -> int:
-        """Return the local id of a tag, as a numeric restSearch tag filter expects it."""
-        with self._lock:
-            return self.store.tag_named(name).id
-
-    def add_warninglist(self, warninglist: Warninglist) -> Warninglist:
-        """Enable a warninglist; its id is assigned here."""
-        with self._lock:
-            warninglist.id = len(self.warninglists) + 1
-            self.warninglists.append(warninglist)
-            return warninglist
-
-    # Hooks that change events as MISP does (which timestamp moves on which change)
-
-    def edit_attribute(self, event_uuid: str, attribute_uuid: str, **fields: Any) -> None:
-        """Change attribute fields; the attribute (and its object) timestamp becomes now and the event is unpublished."""
-        unknown = set(fields) - EDITABLE_ATTRIBUTE_FIELDS
-        if unknown:
-            raise ValueError(f"cannot edit attribute field(s) {sorted(unknown)}; editable: {sorted(EDITABLE_ATTRIBUTE_FIELDS)}")
-        with self._lock:
-            event = self.store.event(event_uuid)
-            attribute = event.attribute(attribute_uuid)
-            for name, value in fields.items():
-                setattr(attribute, name, value)
-            self._touch_attribute(event, attribute)
-
-    def add_attribute(self, event_uuid: str, attribute: dict[str, Any], *, object_uuid: str | None = None) -> str:
-        """Add an attribute (to an object when `object_uuid` is given) with timestamp now; unpublish the event. Return its uuid."""
-        with self._lock:
-            event = self.store.event(event_uuid)
-            object_id = event.object(object_uuid).id if object_uuid else 0
-            row = self.store.new_attribute(event, {**attribute, "timestamp": None}, self.now(), object_id)
-            event.attributes.append(row)
-            self._touch_attribute(event, row)
-            return row.uuid
-
-    def add_object(self, event_uuid: str, misp_object: dict[str, Any]) -> str:
-        """Add an object with its attributes, all with timestamp now; unpublish the event. Return its uuid."""
-        with self._lock:
-            event = self.store.event(event_uuid)
-            now = self.now()
-            stored_object, rows = self.store.new_object(event, {**misp_object, "timestamp": now}, now)
-            for row in rows:
-                row.timestamp = now
-            event.objects.append(stored_object)
-            event.attributes.extend(rows)
-            self._unpublish(event)
-            return stored_object.uuid
-
-    def soft_delete_attribute(self, event_uuid: str, attribute_uuid: str) -> None:
-        """Mark an attribute deleted with timestamp now and unpublish the event (the object timestamp stays)."""
-        with self._lock:
-            event = self.store.event(event_uuid)
-            attribute = event.attribute(attribute_uuid)
-            attribute.deleted = True
-            attribute.timestamp = self.now()
-            self._unpublish(event)
-
-    def hard_delete_attribute(self, event_uuid: str, attribute_uuid: str) -> None:
-        """Remove an attribute row and unpublish the event."""
-        with self._lock:
-            event = self.store.event(event_uuid)
-            attribute = event.attribute(attribute_uuid)
-            event.attributes.remove(attribute)
-            self.store.release_attribute(attribute)
-            self._unpublish(event)
-
-    def soft_delete_object(self, event_uuid: str, object_uuid: str) -> None:
-        """Mark an object and its attributes deleted with timestamp now, as MispObject::deleteObject does; unpublish the event."""
-        with self._lock:
-            event = self.store.event(event_uuid)
-            stored_object = event.object(object_uuid)
-            now = self.now()
-            stored_object.deleted = True
-            stored_object.timestamp = now
-            for attribute in event.attributes:
-                if attribute.object_id == stored_object.id:
-                    attribute.deleted = True
-                    attribute.timestamp = now
-            self._unpublish(event)
-
-    def add_event_tag(self, event_uuid: str, name: str, local: bool = False) -> int:
-        """Tag an event and return the tag id. A global tag unpublishes the event; a local one changes no timestamp."""
-        with self._lock:
-            event = self.store.event(event_uuid)
-            tag = self.store.tag_for(name)
-            if any(link.tag_id == tag.id for link in event.tags):
-                return tag.id
-            event.tags.append(TagLink(tag.id, local))
-            if not local:
-                self._unpublish(event)
-            return tag.id
-
-    def remove_event_tag(self, event_uuid: str, name: str) -> None:
-        """Remove a tag from an event; removing a global tag unpublishes the event, a local one does not."""
-        with self._lock:
-            event = self.store.event(event_uuid)
-            link = self._link(event.tags, name, f"event {event_uuid}")
-            event.tags.remove(link)
-            if not link.local:
-                self._unpublish(event)
-
-    def add_attribute_tag(self, event_uuid: str, attribute_uuid: str, name: str, local: bool = False) -> int:
-        """Tag an attribute and return the tag id; a global tag also moves the attribute timestamp and unpublishes the event."""
-        with self._lock:
-            event = self.store.event(event_uuid)
-            attribute = event.attribute(attribute_uuid)
-            tag = self.store.tag_for(name)
-            if any(link.tag_id == tag.id for link in attribute.tags):
-                return tag.id
-            attribute.tags.append(TagLink(tag.id, local))
-            if not local:
-                self._touch_attribute(event, attribute)
-            return tag.id
-
-    def remove_attribute_tag(self, event_uuid: str, attribute_uuid: str, name: str) -> None:
-        """Remove a tag from an attribute; removing a global tag moves the attribute timestamp and unpublishes the event."""
-        with self._lock:
-            event = self.store.event(event_uuid)
-            attribute = event.attribute(attribute_uuid)
-            link = self._link(attribute.tags, name, f"attribute {attribute_uuid}")
-            attribute.tags.remove(link)
-            if not link.local:
-                self._touch_attribute(event, attribute)
-
-    def publish(self, event_uuid: str) -> None:
-        """Publish an event: published becomes true and publish_timestamp now; Event.timestamp does not move."""
-        with self._lock:
-            event = self.store.event(event_uuid)
-            event.published = True
-            event.publish_timestamp = self.now()
-
-    def delete_event(self, event_uuid: str) -> None:
-        """Delete an event for good, as MISP does: restSearch shows no trace of it afterwards."""
-        with self._lock:
-            self.store.delete_event(event_uuid)
-
-    def _touch_attribute(self, event: StoredEvent, attribute: StoredAttribute) -> None:
-        # MispAttribute::touch: the attribute and its object get the same timestamp, then the event is unpublished.
-        now = self.now()
-        attribute.timestamp = now
-        if attribute.object_id:
-            event.object(attribute.object_id).timestamp = now
-        self._unpublish(event)
-
-    def _unpublish(self, event: StoredEvent) -> None:
-        # Event::unpublishEvent sets published = 0 and timestamp = now; publish_timestamp stays.
-        event.published = False
-        event.timestamp = self.now()
-
-    def _link(self, links: list[TagLink], name: str, owner: str) -> TagLink:
-        tag = self.store.tag_named(name)
-        for link in links:
-            if link.tag_id == tag.id:
-                return link
-        raise NotFoundError(f"{owner} has no tag {name!r}")
-
     # Fault injection and the request log
 
     def fail_next(self, path_prefix: str, status: int = 500, count: int = 1, body: Any = None, headers: dict[str, str] | None = None) -> None:
-        """Answer the next `count` requests whose path starts with `path_prefix` with `status`.
+        """Respond with `status` to the next `count` requests whose path starts with `path_prefix`.
 
-        Without `body` the answer is a MISP-style error; a dict or list is sent as JSON, a str
-        as text, bytes as they are.
+        Without `body` the response is a MISP-style error. A dict or list body is sent as
+        JSON, a str as text and bytes unchanged.
         """
         if body is None:
             response = misp_error(status, _default_fault_message(status), path_prefix)
@@ -358,7 +160,7 @@ class MispEmulator(EmulatorServer):
         self._faults.add(_PrefixFault(response, count, path_prefix))
 
     def disconnect_next(self, path_prefix: str, count: int = 1) -> None:
-        """Reset the TCP connection of the next `count` matching requests without answering them."""
+        """Reset the TCP connection of the next `count` matching requests without a response."""
         self._faults.add(_PrefixFault(Response.reset(), count, path_prefix))
 
     def slow_next(self, path_prefix: str, seconds: float, count: int = 1) -> None:
@@ -397,6 +199,7 @@ class MispEmulator(EmulatorServer):
         try:
             return self._route(request, body_json, body_error)
         except MispHttpError as error:
+            logger.info("MISP emulator responded %d to %s %s: %s", error.status, request.method, request.path, error.message)
             return misp_error(error.status, error.message, request.path)
         except MispInternalError as error:
             logger.info("MISP would fail with HTTP 500 on %s %s: %s", request.method, request.path, error)
@@ -442,12 +245,12 @@ class MispEmulator(EmulatorServer):
             search = search_events if controller == "events" else search_attributes
             accepts_json = "json" in request.headers.get("Accept", "")
             with self._lock:
-                result = search(self._search_context(request.path), body, named, request.method, accepts_json)
+                result = search(self.search_context(), body, named, request.method, accepts_json)
             return Response.json(200, result.payload, result.headers)
         if request.method in ("GET", "POST") and (controller, action) == ("events", "view"):
             with self._lock:
-                return Response.json(200, view_event(self._search_context(request.path), arguments[0] if arguments else "", body, named))
-        logger.warning("the MISP emulator has no route for %s %s; answering 404", request.method, request.path)
+                return Response.json(200, view_event(self.search_context(), arguments[0] if arguments else "", body, named))
+        logger.warning("MISP emulator has no route for %s %s, so it responds 404", request.method, request.path)
         return misp_error(404, "Not Found", request.path)
 
     def _authenticated(self, request: Request) -> bool:
@@ -456,10 +259,6 @@ class MispEmulator(EmulatorServer):
             return False
         keys = [key.strip() for key in header.split(",")]
         return any(API_KEY_PATTERN.match(key) and key == self.api_key for key in keys)
-
-    def _search_context(self, path: str) -> SearchContext:
-        user = SearchUser(org_id=self.store.own_org.id, perm_sync=self.perm_sync, site_admin=self.site_admin)
-        return SearchContext(self.store, user, self.now(), list(self.warninglists), self.tag_names_case_sensitive, path)
 
     def _version(self) -> dict[str, Any]:
         return {
@@ -481,6 +280,8 @@ class MispEmulator(EmulatorServer):
         return Response.json(200, self._user_payload())
 
     def _user_payload(self) -> dict[str, Any]:
+        # The keys of UsersController::view for an API client. PyMISP loads User and Role into
+        # MISPUser and MISPRole, and the values other than ids, email and flags are placeholders.
         organisation = self.store.own_org
         permissions = {
             "perm_add": True, "perm_modify": True, "perm_modify_org": True, "perm_publish": True,
@@ -528,7 +329,7 @@ def _default_fault_message(status: int) -> str:
 
 
 def _decode_body(request: Request) -> tuple[Any, bool]:
-    """Return (decoded JSON body or None, whether the body was present but not valid JSON)."""
+    """Return the decoded JSON body (None when empty) and whether a body was sent that is not valid JSON."""
     body = request.body
     encoding = request.headers.get("Content-Encoding", "").lower()
     try:

@@ -1,16 +1,13 @@
-"""Selection filters of MISP's restSearch, written after MISP 2.5's Event.php and MispAttribute.php.
+"""The `set_filter_*` functions of MISP's restSearch, written after MISP 2.5's Event.php and MispAttribute.php.
 
-`select_events` returns the events that `/events/restSearch` selects (`Event::filterEventIds`);
-`attribute_conditions` returns the row conditions of `/attributes/restSearch`
-(`MispAttribute::buildFilterConditions`). Each `_set_filter_*` method mirrors the MISP function
-of the same name, including how it rewrites `params` for the filters that run after it and
-for the event fetch that follows: `tags` is left holding its NOT tag ids, `to_ids: "exclude"`
-becomes 0, and the timestamp filters are removed.
+Each `Filters.set_filter_*` method mirrors the MISP function of the same name. It reads one
+parameter, appends predicates to a condition list and rewrites `params` as MISP does, which
+matters to the filters and the event fetch that run after it. For example `tags` keeps only
+its NOT tag ids, `to_ids: "exclude"` becomes 0 and the timestamp filters are removed.
+`misp_selection` decides which of them runs for which parameter.
 
 A condition is a predicate on a `Row`: an event, and for attribute conditions one attribute
-row of it. On `/events/restSearch` the Attribute-scope parameters (`type`, `value`, `to_ids`,
-`deleted`, the NOT part of `tags`, ...) each become a separate sub-query: "the event has at
-least one attribute row, soft-deleted or inside an object included, that matches".
+row of it.
 """
 
 from __future__ import annotations
@@ -42,7 +39,8 @@ from .misp_semantics import (
     sql_like,
     uuid_like,
 )
-from .misp_store import MispStore, StoredAttribute, StoredEvent, StoredObject, TagLink
+from .misp_model import StoredAttribute, StoredEvent, StoredObject, TagLink
+from .misp_store import MispStore
 
 EVENT_SCOPE = "Event"
 OBJECT_SCOPE = "Object"
@@ -59,6 +57,15 @@ class Row:
         if self.attribute is None or not self.attribute.object_id:
             return None
         return self.event.object(self.attribute.object_id)
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    """The `$options` MISP passes to each filter: the parameter, the scope it runs in and whether it is popped."""
+
+    filter: str
+    scope: str
+    pop: bool
 
 
 def _never(row: Row) -> bool:
@@ -78,6 +85,8 @@ ATTRIBUTE_OBJECT_RELATION = (lambda row: row.attribute.object_relation, TEXT_CAS
 ATTRIBUTE_DELETED = (lambda row: row.attribute.deleted, BOOLEAN)
 OBJECT_DELETED = (lambda row: row.object.deleted if row.object is not None else None, BOOLEAN)
 
+SIMPLE_ATTRIBUTE_COLUMNS = {"category": ATTRIBUTE_CATEGORY, "object_relation": ATTRIBUTE_OBJECT_RELATION}
+
 TIMESTAMP_COLUMNS: dict[str, Callable[[Row], int]] = {
     "Event.timestamp": lambda row: row.event.timestamp,
     "Event.publish_timestamp": lambda row: row.event.publish_timestamp,
@@ -96,7 +105,7 @@ class Filters:
     # Tags (MispAttribute::set_filter_tags, L1096-1230)
 
     def find_tag_ids(self, terms: Any) -> list[Any]:
-        """Return `Tag::findTagIdsByTagNames`: ids of tags whose name is LIKE a term; numeric terms are ids already."""
+        """Return `Tag::findTagIdsByTagNames`: the ids of tags whose name is LIKE a term, then the numeric terms, which are ids already."""
         names = [term for term in as_list(terms) if not php_is_numeric(term)]
         numeric_ids = [term for term in as_list(terms) if php_is_numeric(term)]
         matched = []
@@ -113,7 +122,7 @@ class Filters:
             return []
         return self.find_tag_ids(terms) or [-1]
 
-    def set_filter_tags(self, params: dict[str, Any], conditions: list[Predicate], scope: str, pop: bool) -> None:
+    def set_filter_tags(self, params: dict[str, Any], conditions: list[Predicate], options: FilterOptions) -> None:
         if php_empty(params.get("tags")) and php_empty(params.get("event_tags")):
             return
         tag_key = "tags" if not php_empty(params.get("tags")) else "event_tags"
@@ -122,12 +131,13 @@ class Filters:
         not_ids = self.fetch_tag_ids_simple(not_terms)
         all_ids = self.fetch_tag_ids_simple(all_terms)
         if all_terms:
-            if not isinstance(all_terms, list):
+            if not isinstance(all_terms, (list, dict)):
                 raise MispInternalError(f"count() on the AND tag terms {all_terms!r} fails in PHP 8")
             # If one AND tag does not exist (or a pattern matched several tags), nothing matches.
             if len(all_terms) != len(all_ids):
                 all_ids = [-1]
         include_attribute_tags = tag_key != "event_tags"
+        scope, pop = options.scope, options.pop
 
         if any_ids:
             if _is_minus_one(any_ids[0]):
@@ -172,7 +182,7 @@ class Filters:
         else:
             del params[tag_key]
 
-    # Time (Event::set_filter_timestamp, set_filter_date; MispAttribute::setTimestampConditions)
+    # Time (Event::set_filter_timestamp and set_filter_date, MispAttribute::setTimestampConditions)
 
     def timestamp_conditions(self, value: Any, column: str) -> list[Predicate]:
         """Return `>=`/`<=` conditions for one time value or a [from, to] pair."""
@@ -192,12 +202,14 @@ class Filters:
     def _time_range(self, value: list[Any] | dict[str, Any]) -> tuple[int | float, int | float]:
         if len(value) != 2:
             raise MispInternalError("Invalid date specification, must be string or array with two elements")
-        first, second = (value.get(0), value.get(1)) if isinstance(value, dict) else value
+        # PHP reads the JSON object keys "0" and "1" as the array indexes 0 and 1.
+        first, second = (value.get("0"), value.get("1")) if isinstance(value, dict) else value
         lower = resolve_time_delta(first, self.now)
         upper = resolve_time_delta(second, self.now)
         return (upper, lower) if lower > upper else (lower, upper)
 
-    def set_filter_timestamp(self, params: dict[str, Any], conditions: list[Predicate], scope: str, name: str, pop: bool) -> None:
+    def set_filter_timestamp(self, params: dict[str, Any], conditions: list[Predicate], options: FilterOptions) -> None:
+        name = options.filter
         value = params.get(name)
         if name in ("from", "to"):
             bound = php_date(value) if php_is_numeric(value) else mysql_date_text(value)
@@ -207,17 +219,17 @@ class Filters:
                 conditions.append(lambda row: row.event.date <= bound)
             return
         column = {
-            "timestamp": f"{scope}.timestamp",
+            "timestamp": f"{options.scope}.timestamp",
             "publish_timestamp": "Event.publish_timestamp",
             "last": "Event.publish_timestamp",
             "event_timestamp": "Event.timestamp",
             "attribute_timestamp": "Attribute.timestamp",
         }[name]
         conditions.extend(self.timestamp_conditions(value, column))
-        if pop:
+        if options.pop:
             params.pop(name, None)
 
-    def set_filter_date(self, params: dict[str, Any], conditions: list[Predicate]) -> None:
+    def set_filter_date(self, params: dict[str, Any], conditions: list[Predicate], options: FilterOptions) -> None:
         value = params["date"]
         if isinstance(value, (list, dict)):
             lower, upper = self._time_range(value)
@@ -229,7 +241,7 @@ class Filters:
 
     # Event columns
 
-    def set_filter_eventid(self, params: dict[str, Any], conditions: list[Predicate]) -> None:
+    def set_filter_eventid(self, params: dict[str, Any], conditions: list[Predicate], options: FilterOptions) -> None:
         if php_empty(params.get("eventid")) or params["eventid"] == "all":
             return
         terms = convert_filters(params["eventid"])
@@ -254,7 +266,7 @@ class Filters:
 
         conditions.append(matches)
 
-    def set_filter_org(self, params: dict[str, Any], conditions: list[Predicate]) -> None:
+    def set_filter_org(self, params: dict[str, Any], conditions: list[Predicate], options: FilterOptions) -> None:
         if php_empty(params.get("org")):
             return
         terms = convert_filters(params["org"])
@@ -275,43 +287,50 @@ class Filters:
         organisation_id = self.store.find_organisation_id(php_strval(name_or_uuid))
         return missing if organisation_id is None else str(organisation_id)
 
-    def set_filter_event_uuid(self, params: dict[str, Any], conditions: list[Predicate]) -> None:
+    def set_filter_event_uuid(self, params: dict[str, Any], conditions: list[Predicate], options: FilterOptions) -> None:
         """Event::set_filter_uuid: the event uuid, or the uuid of any attribute row of the event."""
         if php_empty(params.get("uuid")):
             return
         terms = convert_filters(params["uuid"])
         params["uuid"] = terms
         if not php_empty(terms.get("OR")):
-            wanted = as_list(terms["OR"])
-            conditions.append(lambda row: _uuid_in(row.event.uuid, wanted) or any(_uuid_in(a.uuid, wanted) for a in row.event.attributes))
+            requested_uuids = as_list(terms["OR"])
+            conditions.append(lambda row: _uuid_in(row.event.uuid, requested_uuids) or any(_uuid_in(a.uuid, requested_uuids) for a in row.event.attributes))
         if not php_empty(terms.get("NOT")):
-            unwanted = as_list(terms["NOT"])
+            excluded_uuids = as_list(terms["NOT"])
             # CakePHP reads 'NOT' => [a, b] as NOT (a AND b).
-            conditions.append(lambda row: not (_uuid_in(row.event.uuid, unwanted) and any(_uuid_in(a.uuid, unwanted) for a in row.event.attributes)))
+            conditions.append(lambda row: not (_uuid_in(row.event.uuid, excluded_uuids) and any(_uuid_in(a.uuid, excluded_uuids) for a in row.event.attributes)))
 
-    def set_filter_published(self, params: dict[str, Any], conditions: list[Predicate]) -> None:
+    def set_filter_published(self, params: dict[str, Any], conditions: list[Predicate], options: FilterOptions) -> None:
         value = params.get("published")
         if value is None or value == [True, False] and all(isinstance(item, bool) for item in value):
             return
         values = as_list(value)
         conditions.append(lambda row: any(column_equals(BOOLEAN, row.event.published, item) for item in values))
 
-    def set_filter_threat_level_id(self, params: dict[str, Any], conditions: list[Predicate]) -> None:
+    def set_filter_threat_level_id(self, params: dict[str, Any], conditions: list[Predicate], options: FilterOptions) -> None:
         if params.get("threat_level_id") is None:
             return
         values = as_list(params["threat_level_id"])
         conditions.append(lambda row: any(column_equals(INTEGER, row.event.threat_level_id, item) for item in values))
 
-    def set_filter_generic(self, params: dict[str, Any], conditions: list[Predicate], name: str, columns: list[tuple[Callable[[Row], Any], str]]) -> None:
-        """set_filter_eventinfo, set_filter_simple_attribute: convert the filter and match the columns."""
-        if php_empty(params.get(name)):
+    def set_filter_eventinfo(self, params: dict[str, Any], conditions: list[Predicate], options: FilterOptions) -> None:
+        if php_empty(params.get("eventinfo")):
             return
-        params[name] = convert_filters(params[name])
-        conditions.extend(generic_filter(params[name], columns))
+        params["eventinfo"] = convert_filters(params["eventinfo"])
+        conditions.extend(generic_filter(params["eventinfo"], [EVENT_INFO]))
 
     # Attribute columns
 
-    def set_filter_type(self, params: dict[str, Any], conditions: list[Predicate]) -> None:
+    def set_filter_simple_attribute(self, params: dict[str, Any], conditions: list[Predicate], options: FilterOptions) -> None:
+        """Match `Attribute.<parameter>` (category, object_relation) with the generic filter."""
+        name = options.filter
+        if php_empty(params.get(name)):
+            return
+        params[name] = convert_filters(params[name])
+        conditions.extend(generic_filter(params[name], [SIMPLE_ATTRIBUTE_COLUMNS[name]]))
+
+    def set_filter_type(self, params: dict[str, Any], conditions: list[Predicate], options: FilterOptions) -> None:
         if php_empty(params.get("type")):
             return
         terms = convert_filters(params["type"])
@@ -322,7 +341,7 @@ class Filters:
         params["type"] = terms
         conditions.extend(generic_filter(terms, [ATTRIBUTE_TYPE]))
 
-    def set_filter_value(self, params: dict[str, Any], conditions: list[Predicate]) -> None:
+    def set_filter_value(self, params: dict[str, Any], conditions: list[Predicate], options: FilterOptions) -> None:
         if php_empty(params.get("value")):
             return
         terms = convert_filters(params["value"])
@@ -342,18 +361,18 @@ class Filters:
         params["value"] = terms
         conditions.extend(generic_filter(terms, [ATTRIBUTE_VALUE1, ATTRIBUTE_VALUE2]))
 
-    def set_filter_deleted(self, params: dict[str, Any], conditions: list[Predicate], scope: str) -> None:
+    def set_filter_deleted(self, params: dict[str, Any], conditions: list[Predicate], options: FilterOptions) -> None:
         if params.get("deleted") is None:
             return
         terms = convert_filters(params["deleted"])
-        if scope == OBJECT_SCOPE:
+        if options.scope == OBJECT_SCOPE:
             # Attributes outside objects pass the Object-scope condition.
             for predicate in generic_filter(terms, [OBJECT_DELETED]):
                 conditions.append(lambda row, predicate=predicate: row.attribute.object_id == 0 or predicate(row))
         else:
             conditions.extend(generic_filter(terms, [ATTRIBUTE_DELETED]))
 
-    def set_filter_to_ids(self, params: dict[str, Any], conditions: list[Predicate]) -> None:
+    def set_filter_to_ids(self, params: dict[str, Any], conditions: list[Predicate], options: FilterOptions) -> None:
         if params.get("to_ids") is None:
             return
         if params["to_ids"] == "exclude":
@@ -361,51 +380,51 @@ class Filters:
         values = as_list(params["to_ids"])
         conditions.append(lambda row: any(column_equals(BOOLEAN, row.attribute.to_ids, value) for value in values))
 
-    def set_filter_attribute_uuid(self, params: dict[str, Any], conditions: list[Predicate]) -> None:
+    def set_filter_attribute_uuid(self, params: dict[str, Any], conditions: list[Predicate], options: FilterOptions) -> None:
         """MispAttribute::set_filter_uuid: the attribute uuid, or the uuid of its event."""
         if php_empty(params.get("uuid")):
             return
         terms = convert_filters(params["uuid"])
         params["uuid"] = terms
-        wanted = as_list(terms["OR"]) if not php_empty(terms.get("OR")) else []
-        if wanted:
-            if any(_uuid_in(event.uuid, wanted) for event in self.store.events.values()):
-                conditions.append(lambda row: _uuid_in(row.event.uuid, wanted) or _uuid_in(row.attribute.uuid, wanted))
+        requested_uuids = as_list(terms["OR"]) if not php_empty(terms.get("OR")) else []
+        if requested_uuids:
+            if any(_uuid_in(event.uuid, requested_uuids) for event in self.store.events.values()):
+                conditions.append(lambda row: _uuid_in(row.event.uuid, requested_uuids) or _uuid_in(row.attribute.uuid, requested_uuids))
             else:
-                conditions.append(lambda row: _uuid_in(row.attribute.uuid, wanted))
+                conditions.append(lambda row: _uuid_in(row.attribute.uuid, requested_uuids))
         if not php_empty(terms.get("NOT")):
-            unwanted = as_list(terms["NOT"])
+            excluded_uuids = as_list(terms["NOT"])
             # MISP looks the event up by the OR uuids here, so without OR terms only the
             # event part is false and the NOT condition holds for every row.
-            conditions.append(lambda row: not (_uuid_in(row.event.uuid, wanted) and _uuid_in(row.attribute.uuid, unwanted)))
+            conditions.append(lambda row: not (_uuid_in(row.event.uuid, requested_uuids) and _uuid_in(row.attribute.uuid, excluded_uuids)))
 
 
 def _is_minus_one(value: Any) -> bool:
     return value == -1 and type(value) is int
 
 
-def _tag_id_set(tag_ids: list[Any]) -> frozenset[float]:
+def _numeric_tag_ids(tag_ids: list[Any]) -> frozenset[float]:
     return frozenset(number for number in (mysql_number(tag_id) for tag_id in tag_ids) if number is not None)
 
 
-def _links_hit(links: list[TagLink], wanted: frozenset[float]) -> bool:
-    return any(link.tag_id in wanted for link in links)
+def _links_hit(links: list[TagLink], tag_id_set: frozenset[float]) -> bool:
+    return any(link.tag_id in tag_id_set for link in links)
 
 
 def _event_has_event_tag(tag_ids: list[Any]) -> Predicate:
-    wanted = _tag_id_set(tag_ids)
-    return lambda row: _links_hit(row.event.tags, wanted)
+    tag_id_set = _numeric_tag_ids(tag_ids)
+    return lambda row: _links_hit(row.event.tags, tag_id_set)
 
 
 def _event_has_attribute_tag(tag_ids: list[Any]) -> Predicate:
     # attribute_tags rows carry the event id, so every attribute row of the event counts.
-    wanted = _tag_id_set(tag_ids)
-    return lambda row: any(_links_hit(attribute.tags, wanted) for attribute in row.event.attributes)
+    tag_id_set = _numeric_tag_ids(tag_ids)
+    return lambda row: any(_links_hit(attribute.tags, tag_id_set) for attribute in row.event.attributes)
 
 
 def _attribute_has_tag(tag_ids: list[Any]) -> Predicate:
-    wanted = _tag_id_set(tag_ids)
-    return lambda row: _links_hit(row.attribute.tags, wanted)
+    tag_id_set = _numeric_tag_ids(tag_ids)
+    return lambda row: _links_hit(row.attribute.tags, tag_id_set)
 
 
 def _column_in(column: tuple[Callable[[Row], Any], str], values: list[Any]) -> Predicate:
@@ -424,92 +443,3 @@ def _compress_ipv6(text: str) -> str:
         return ipaddress.IPv6Address(text).compressed
     except ValueError:
         return text
-
-
-# Which function handles which parameter, per scope, and whether it is "popped" (removed or
-# reduced for later filters), after the tables in Event::filterEventIds and
-# MispAttribute::buildFilterConditions.
-def _event_scope_handlers(filters: Filters) -> dict[str, tuple[Callable[..., None], bool]]:
-    return {
-        "eventid": (lambda params, conditions, scope, name, pop: filters.set_filter_eventid(params, conditions), True),
-        "eventinfo": (lambda params, conditions, scope, name, pop: filters.set_filter_generic(params, conditions, name, [EVENT_INFO]), False),
-        "tags": (lambda params, conditions, scope, name, pop: filters.set_filter_tags(params, conditions, scope, pop), True),
-        "from": (filters.set_filter_timestamp, True),
-        "to": (filters.set_filter_timestamp, True),
-        "date": (lambda params, conditions, scope, name, pop: filters.set_filter_date(params, conditions), True),
-        "last": (filters.set_filter_timestamp, True),
-        "timestamp": (filters.set_filter_timestamp, True),
-        "event_timestamp": (filters.set_filter_timestamp, True),
-        "publish_timestamp": (filters.set_filter_timestamp, True),
-        "org": (lambda params, conditions, scope, name, pop: filters.set_filter_org(params, conditions), True),
-        "published": (lambda params, conditions, scope, name, pop: filters.set_filter_published(params, conditions), True),
-        "threat_level_id": (lambda params, conditions, scope, name, pop: filters.set_filter_threat_level_id(params, conditions), True),
-    }
-
-
-def _attribute_scope_handlers(filters: Filters) -> dict[str, tuple[Callable[..., None], bool]]:
-    return {
-        "value": (lambda params, conditions, scope, name, pop: filters.set_filter_value(params, conditions), False),
-        "category": (lambda params, conditions, scope, name, pop: filters.set_filter_generic(params, conditions, name, [ATTRIBUTE_CATEGORY]), False),
-        "type": (lambda params, conditions, scope, name, pop: filters.set_filter_type(params, conditions), False),
-        "object_relation": (lambda params, conditions, scope, name, pop: filters.set_filter_generic(params, conditions, name, [ATTRIBUTE_OBJECT_RELATION]), False),
-        "tags": (lambda params, conditions, scope, name, pop: filters.set_filter_tags(params, conditions, scope, pop), True),
-        "deleted": (lambda params, conditions, scope, name, pop: filters.set_filter_deleted(params, conditions, scope), False),
-        "to_ids": (lambda params, conditions, scope, name, pop: filters.set_filter_to_ids(params, conditions), False),
-    }
-
-
-def select_events(filters: Filters, params: dict[str, Any]) -> list[StoredEvent]:
-    """Return the events `Event::filterEventIds` selects, in id order; `params` is rewritten as MISP does."""
-    event_handlers = _event_scope_handlers(filters)
-    event_handlers["event_tags"] = event_handlers["tags"]
-    event_handlers["uuid"] = (lambda params, conditions, scope, name, pop: filters.set_filter_event_uuid(params, conditions), True)
-    attribute_handlers = _attribute_scope_handlers(filters)
-
-    conditions: list[Predicate] = []
-    # PHP's foreach walks a copy of the parameters: a parameter removed by an earlier filter is
-    # still visited, and its value as sent decides whether it is skipped (false is).
-    for name, sent_value in list(params.items()):
-        if sent_value is False:
-            continue
-        if name in event_handlers:
-            handler, pop = event_handlers[name]
-            handler(params, conditions, EVENT_SCOPE, name, pop)
-        if name in attribute_handlers:
-            handler, pop = attribute_handlers[name]
-            attribute_conditions: list[Predicate] = []
-            handler(params, attribute_conditions, ATTRIBUTE_SCOPE, name, pop)
-            if attribute_conditions:
-                conditions.append(_any_attribute_row(attribute_conditions))
-
-    return [event for event in filters.store.events_in_id_order() if all(condition(Row(event)) for condition in conditions)]
-
-
-def _any_attribute_row(conditions: list[Predicate]) -> Predicate:
-    def matches(row: Row) -> bool:
-        return any(all(condition(Row(row.event, attribute)) for condition in conditions) for attribute in row.event.attributes)
-
-    return matches
-
-
-def attribute_conditions(filters: Filters, params: dict[str, Any]) -> list[Predicate]:
-    """Return the row conditions `MispAttribute::buildFilterConditions` builds; `params` is rewritten as MISP does."""
-    attribute_handlers = _attribute_scope_handlers(filters)
-    attribute_handlers["uuid"] = (lambda params, conditions, scope, name, pop: filters.set_filter_attribute_uuid(params, conditions), False)
-    attribute_handlers["timestamp"] = (filters.set_filter_timestamp, True)
-    attribute_handlers["attribute_timestamp"] = (filters.set_filter_timestamp, False)
-    event_handlers = _event_scope_handlers(filters)
-    for name in ("eventid", "tags", "from", "to", "date", "publish_timestamp", "org", "published", "threat_level_id"):
-        handler, _ = event_handlers[name]
-        event_handlers[name] = (handler, False)
-    object_handlers = {"deleted": attribute_handlers["deleted"]}
-    scopes = ((ATTRIBUTE_SCOPE, attribute_handlers), (EVENT_SCOPE, event_handlers), (OBJECT_SCOPE, object_handlers))
-
-    conditions: list[Predicate] = []
-    for name in list(params):
-        for scope, handlers in scopes:
-            # Unlike filterEventIds, this loop checks the current value, so a popped parameter is skipped.
-            if name in handlers and params.get(name) is not None and params[name] is not False:
-                handler, pop = handlers[name]
-                handler(params, conditions, scope, name, pop)
-    return conditions

@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .misp_store import MispStore, StoredAttribute, StoredEvent, StoredObject, StoredReport, Tag, TagLink
+from .misp_model import StoredAttribute, StoredEvent, StoredObject, StoredReport, Tag, TagLink
+from .misp_store import MispStore
 
 
 def _text(number: int | None) -> str | None:
@@ -129,7 +130,7 @@ def render_event(
     include_galaxies: bool = True,
     include_shadow_attributes: bool = True,
 ) -> dict[str, Any]:
-    """Return `{"Event": {...}}`; `attributes`, `objects` and `reports` are None for metadata-only output."""
+    """Return `{"Event": {...}}`, without the Attribute, Object or EventReport key where that argument is None."""
     rendered: dict[str, Any] = {
         "id": str(event.id),
         "orgc_id": str(event.orgc_id),

@@ -2,103 +2,40 @@
 
 `search_events` follows `Event::restSearch` with the JSON export (selection, count, order,
 paging, then `Event::fetchEvent` per event), `search_attributes` follows
-`MispAttribute::restSearch` and `view_event` follows `EventsController::view`. Parameters
-are first reduced to MISP's whitelist, in whitelist order, as
-`AppController::_harvestParameters` does; unknown parameters are dropped silently.
+`MispAttribute::restSearch` and `view_event` follows `EventsController::view`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .misp_filters import Filters, Row, attribute_conditions, select_events
+from .misp_filters import Filters, Row
+from .misp_model import StoredAttribute, StoredEvent, TagLink, Warninglist
+from .misp_parameters import (
+    ATTRIBUTE_FORMATS,
+    ATTRIBUTE_ORDER_FIELDS,
+    ATTRIBUTE_PARAMETERS,
+    EVENT_FORMATS,
+    EVENT_ORDER_FIELDS,
+    EVENT_PARAMETERS,
+    UNSUPPORTED_ATTRIBUTE_PARAMETERS,
+    UNSUPPORTED_EVENT_PARAMETERS,
+    MispHttpError,
+    check_request,
+    find_order,
+    harvest_parameters,
+    page_bounds,
+)
 from .misp_render import render_event, render_event_attribute, render_object, render_report, render_search_attribute
-from .misp_semantics import (
-    BOOLEAN,
-    column_equals,
-    as_list,
-    php_empty,
-    php_int,
-    php_is_numeric,
-    php_loose_equals_number,
-    php_number,
-    php_strval,
-    uuid_like,
-)
-from .misp_store import MispStore, StoredAttribute, StoredEvent, TagLink
-
-# RestSearchComponent::$paramArray; the order decides the order in which filters run.
-EVENT_PARAMETERS = (
-    "returnFormat", "value", "type", "category", "org", "tags", "searchall", "from", "to", "last", "eventid",
-    "withAttachments", "metadata", "uuid", "publish_timestamp", "timestamp", "event_timestamp", "event_tags",
-    "published", "enforceWarninglist", "sgReferenceOnly", "limit", "page", "requested_attributes", "includeContext",
-    "headerless", "includeWarninglistHits", "attackGalaxy", "to_ids", "deleted", "excludeLocalTags", "date",
-    "includeSightingdb", "tag", "object_relation", "threat_level_id", "eventinfo", "sharinggroup", "idList",
-    "includeAllTags", "includeAttachments", "event_uuid", "distribution", "sharing_group_id", "disableSiteAdmin",
-    "flatten", "blockedAttributeTags", "eventsExtendingUuid", "extended", "extensionList", "excludeGalaxy",
-    "includeAnalystData", "includeRelatedTags", "includeDecayScore", "includeScoresOnEvent", "includeFeedCorrelations",
-    "includeServerCorrelations", "noEventReports", "noShadowAttributes", "order", "protected",
-    "includeGranularCorrelations", "policy", "walled_garden", "ns", "email", "serial", "refresh", "retry", "expiry",
-    "minimum_ttl", "ttl", "org.sector", "org.local", "org.nationality",
-)
-# "galaxy.*" is on MISP's list too, but its key check uses an invalid regular expression
-# (`[\w_-. ]`), so preg_match fails and MISP never harvests such a parameter.
-
-ATTRIBUTE_PARAMETERS = (
-    "returnFormat", "value", "value1", "value2", "type", "category", "org", "tags", "from", "to", "last", "eventid",
-    "withAttachments", "uuid", "publish_timestamp", "published", "timestamp", "enforceWarninglist", "to_ids", "deleted",
-    "includeEventUuid", "event_timestamp", "threat_level_id", "includeEventTags", "includeProposals", "limit", "page",
-    "requested_attributes", "includeContext", "headerless", "includeWarninglistHits", "attackGalaxy", "object_relation",
-    "includeSightings", "includeCorrelations", "includeDecayScore", "decayingModel", "excludeDecayed", "modelOverrides",
-    "includeFullModel", "score", "attribute_timestamp", "first_seen", "last_seen", "eventinfo", "sharinggroup",
-    "allow_proposal_blocking", "flatten", "list", "event_ids", "includeAllTags", "includeAttributeUuid", "includeGalaxy",
-    "order", "policy", "walled_garden", "ns", "email", "serial", "refresh", "retry", "expiry", "minimum_ttl", "ttl",
-)
-
-# Event::$validFormats and MispAttribute::$validFormats; the emulator produces json only.
-EVENT_FORMATS = frozenset((
-    "attack", "attack-sightings", "cache", "context", "context-markdown", "count", "csv", "hashes", "hosts", "json",
-    "kunai", "netfilter", "opendata", "openioc", "rpz", "snort", "stix", "stix-json", "stix2", "suricata", "text",
-    "xml", "yara", "yara-json",
-))
-ATTRIBUTE_FORMATS = EVENT_FORMATS - {"attack", "context", "context-markdown"}
-
-# Whitelisted parameters that select or reshape data in ways the emulator does not reproduce.
-# A request that sets one of them to a non-empty value is answered with 501, not with a
-# silently different result. Other whitelisted options only add data the emulator does not
-# hold (correlations, sightings, decay scores, attachments) and are ignored.
-UNSUPPORTED_EVENT_PARAMETERS = frozenset((
-    "searchall", "sharinggroup", "idList", "event_uuid", "distribution", "sharing_group_id", "flatten",
-    "eventsExtendingUuid", "extended", "extensionList", "protected", "org.sector", "org.local", "org.nationality",
-))
-UNSUPPORTED_ATTRIBUTE_PARAMETERS = frozenset((
-    "value1", "value2", "first_seen", "last_seen", "sharinggroup", "includeContext", "excludeDecayed", "decayingModel",
-    "modelOverrides", "score", "flatten", "list", "event_ids", "includeGalaxy",
-))
-
-EVENT_ORDER_FIELDS = {"Event": ("id", "info", "analysis", "threat_level_id", "distribution", "timestamp", "publish_timestamp")}
-ATTRIBUTE_ORDER_FIELDS = {
-    "Attribute": ("id", "event_id", "object_id", "type", "category", "value", "distribution", "timestamp", "object_relation"),
-    "Event": ("publish_timestamp",),
-}
-
-GET_WITHOUT_PARAMETERS = "Restsearch queries using GET and no parameters are not allowed. If you have passed parameters via a JSON body, make sure you use POST requests."
-
-
-class MispHttpError(Exception):
-    """An error MISP answers with `{"name", "message", "url"}` and this status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+from .misp_selection import attribute_conditions, select_events
+from .misp_semantics import BOOLEAN, as_list, column_equals, php_empty, php_int, php_is_numeric, php_loose_equals_number, php_strval, uuid_like
+from .misp_store import MispStore
 
 
 @dataclass(frozen=True)
 class SearchUser:
-    """The emulated API user: its organisation and the role flags that change what it sees."""
+    """The emulated API user: its organisation and the role flags that change which rows it can read."""
 
     org_id: int
     perm_sync: bool
@@ -106,76 +43,20 @@ class SearchUser:
 
 
 @dataclass
-class Warninglist:
-    """An enabled MISP warninglist: `type` is string, substring, hostname or cidr."""
-
-    name: str
-    values: list[str]
-    type: str = "string"
-    attribute_types: tuple[str, ...] = ("ALL",)
-    category: str = "false_positive"
-    id: int = 0
-
-    def __post_init__(self) -> None:
-        if self.type not in ("string", "substring", "hostname", "cidr"):
-            raise ValueError(f"unsupported warninglist type {self.type!r}; use string, substring, hostname or cidr")
-
-    def applies_to(self, attribute_type: str) -> bool:
-        return "ALL" in self.attribute_types or attribute_type in self.attribute_types
-
-    def match(self, attribute: StoredAttribute) -> tuple[str, str] | None:
-        """Return (list entry, value part) that hits, as `Warninglist::checkValue` does, or None."""
-        if attribute.type == "malware-sample" or "|" in attribute.type:
-            parts = attribute.value.split("|", 1)
-        else:
-            parts = [attribute.value]
-        for part in parts:
-            entry = self._match_part(part)
-            if entry is not None:
-                return entry, part
-        return None
-
-    def _match_part(self, value: str) -> str | None:
-        if self.type == "string":
-            return value if value in self.values else None
-        if self.type == "substring":
-            return next((entry for entry in self.values if entry in value), None)
-        if self.type == "hostname":
-            hostname = value.split("/")[2] if "//" in value and len(value.split("/")) > 2 else value.split("/")[0]
-            pieces = hostname.rstrip(".").split(".")
-            for start in range(len(pieces) - 1, -1, -1):
-                candidate = ".".join(pieces[start:])
-                if candidate in self.values:
-                    return candidate
-            return None
-        return self._match_cidr(value)
-
-    def _match_cidr(self, value: str) -> str | None:
-        try:
-            network = ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            return None
-        for entry in self.values:
-            listed = ipaddress.ip_network(entry, strict=False)
-            if network.version == listed.version and network.subnet_of(listed):
-                return entry
-        return None
-
-
-@dataclass
 class SearchContext:
+    """What a search reads: the data, the API user, the current time, the enabled warninglists and the tag name collation."""
+
     store: MispStore
     user: SearchUser
     now: int
     warninglists: list[Warninglist] = field(default_factory=list)
     tag_names_case_sensitive: bool = False
-    request_path: str = ""
 
     def filters(self) -> Filters:
         return Filters(self.store, self.now, tag_names_case_sensitive=self.tag_names_case_sensitive)
 
     def warnings_for(self, attribute: StoredAttribute, *, to_ids_only: bool) -> list[dict[str, Any]]:
-        """Return the warninglist hits of an attribute; inside events MISP checks IDS attributes only."""
+        """Return the warninglist hits of an attribute. Inside events MISP checks IDS attributes only."""
         if to_ids_only and not attribute.to_ids:
             return []
         warnings = []
@@ -201,75 +82,8 @@ class SearchResult:
     headers: dict[str, str]
 
 
-def harvest_parameters(body: Any, named: dict[str, str], whitelist: tuple[str, ...]) -> dict[str, Any]:
-    """Return the whitelisted parameters of a request in whitelist order (null values count as absent)."""
-    source = body
-    if isinstance(body, dict) and body.get("request") is not None:
-        source = body["request"]
-    parameters: dict[str, Any] = {}
-    for name in whitelist:
-        if isinstance(source, dict) and source.get(name) is not None:
-            parameters[name] = source[name]
-        if name in named:
-            parameters[name] = named[name].replace(";", ":")
-    for name, value in parameters.items():
-        if isinstance(value, str):
-            value = value.strip(" \t\n\r\0\x0b")
-            # strpos() > 0: a leading "||" does not split the value.
-            if value.find("||") > 0:
-                value = value.split("||")
-            parameters[name] = value
-    return parameters
-
-
-def _check_request(parameters: dict[str, Any], method: str, formats: frozenset[str], unsupported: frozenset[str], accepts_json: bool) -> None:
-    if not parameters and method == "GET":
-        raise MispHttpError(400, GET_WITHOUT_PARAMETERS)
-    return_format = parameters.get("returnFormat")
-    if php_empty(return_format):
-        return_format = "json"
-    if return_format == "download":
-        return_format = "json"
-    elif return_format == "stix" and accepts_json:
-        return_format = "stix-json"
-    if return_format not in formats:
-        raise MispHttpError(404, "Invalid output format.")
-    if return_format != "json":
-        raise MispHttpError(501, f"The MISP emulator implements returnFormat json only, not {return_format!r}.")
-    for name in parameters:
-        if name in unsupported and not php_empty(parameters[name]):
-            raise MispHttpError(501, f"The MISP emulator does not implement the restSearch parameter {name!r}.")
-
-
 def _result_headers(count: int, skipped: int) -> dict[str, str]:
     return {"X-Result-Count": str(count), "X-Export-Module-Used": "json", "X-Response-Format": "json", "X-Skipped-Elements-Count": str(skipped)}
-
-
-def find_order(order: Any, model: str, valid_fields: dict[str, tuple[str, ...]]) -> list[tuple[str, str, bool]] | None:
-    """Return `AppModel::findOrder` as (model, field, descending) rules, or None when any rule is invalid."""
-    if isinstance(order, str):
-        rules = order.split(",")
-    elif isinstance(order, list):
-        rules = order
-    else:
-        return None
-    result = []
-    for rule in rules:
-        if not isinstance(rule, str):
-            return None
-        items = rule.strip().split(" ")
-        descending = len(items) == 2 and items[-1].lower() == "desc"
-        path = items[0].split(".")
-        if len(path) == 1:
-            rule_model, field_name = model, path[0].lower()
-        elif len(path) == 2:
-            rule_model, field_name = path[0], path[1].lower()
-        else:
-            return None
-        if field_name not in valid_fields.get(rule_model, ()):
-            return None
-        result.append((rule_model, field_name, descending))
-    return result or None
 
 
 def _sorted(items: list[Any], rules: list[tuple[str, str, bool]] | None, key_for: Callable[[Any, str, str], Any]) -> list[Any]:
@@ -277,21 +91,14 @@ def _sorted(items: list[Any], rules: list[tuple[str, str, bool]] | None, key_for
         return items
     ordered = list(items)
     for rule_model, field_name, descending in reversed(rules):
-        # SQL puts NULL first in ascending order.
-        ordered.sort(key=lambda item: (key_for(item, rule_model, field_name) is not None, key_for(item, rule_model, field_name) or 0), reverse=descending)
+
+        def sort_key(item: Any) -> tuple[bool, Any]:
+            value = key_for(item, rule_model, field_name)
+            # SQL puts NULL first in ascending order.
+            return (value is not None, value if value is not None else 0)
+
+        ordered.sort(key=sort_key, reverse=descending)
     return ordered
-
-
-def _page_bounds(parameters: dict[str, Any]) -> tuple[int, int] | None:
-    """Return (offset, limit) for `limit`/`page`, or None when the request is not paged."""
-    if php_empty(parameters.get("limit")):
-        return None
-    limit = php_int(parameters["limit"])
-    if limit <= 0:
-        return None
-    page = php_number(parameters.get("page", 1))
-    offset = limit * (int(page) - 1) if page > 1 else 0
-    return offset, limit
 
 
 # /events/restSearch
@@ -299,8 +106,7 @@ def _page_bounds(parameters: dict[str, Any]) -> tuple[int, int] | None:
 
 def search_events(context: SearchContext, body: Any, named: dict[str, str], method: str, accepts_json: bool = True) -> SearchResult:
     parameters = harvest_parameters(body, named, EVENT_PARAMETERS)
-    _check_request(parameters, method, EVENT_FORMATS, UNSUPPORTED_EVENT_PARAMETERS, accepts_json)
-    parameters.setdefault("returnFormat", "json")
+    check_request(parameters, method, EVENT_FORMATS, UNSUPPORTED_EVENT_PARAMETERS, accepts_json)
     if "tag" in parameters and "tags" not in parameters:
         parameters["tags"] = parameters["tag"]
 
@@ -309,7 +115,7 @@ def search_events(context: SearchContext, body: Any, named: dict[str, str], meth
     events = _sorted(events, rules, lambda event, model, name: getattr(event, name))
     # filterEventIds counts the matching events before it applies LIMIT, so X-Result-Count is the total.
     total = len(events)
-    bounds = _page_bounds(parameters)
+    bounds = page_bounds(parameters)
     if bounds is not None:
         offset, limit = bounds
         events = events[offset:offset + limit]
@@ -318,7 +124,7 @@ def search_events(context: SearchContext, body: Any, named: dict[str, str], meth
     published = options.get("published")
     if published is not None:
         # The selection skips a parameter sent as false, but fetchEvent still applies
-        # `Event.published = false`: such a request returns unpublished events only while
+        # `Event.published = false`. Such a request returns unpublished events only, while
         # X-Result-Count counts the published ones too.
         events = [event for event in events if any(column_equals(BOOLEAN, event.published, value) for value in as_list(published))]
     tags_after_selection = options.get("tags")
@@ -421,7 +227,7 @@ def _blocked_tag_ids(store: MispStore, blocked: Any) -> frozenset[int]:
 
 def search_attributes(context: SearchContext, body: Any, named: dict[str, str], method: str, accepts_json: bool = True) -> SearchResult:
     parameters = harvest_parameters(body, named, ATTRIBUTE_PARAMETERS)
-    _check_request(parameters, method, ATTRIBUTE_FORMATS, UNSUPPORTED_ATTRIBUTE_PARAMETERS, accepts_json)
+    check_request(parameters, method, ATTRIBUTE_FORMATS, UNSUPPORTED_ATTRIBUTE_PARAMETERS, accepts_json)
     store = context.store
 
     conditions = attribute_conditions(context.filters(), parameters)
@@ -437,7 +243,7 @@ def search_attributes(context: SearchContext, body: Any, named: dict[str, str], 
     rules = find_order(parameters["order"], "Attribute", ATTRIBUTE_ORDER_FIELDS) if not php_empty(parameters.get("order")) else None
     rows = _sorted(rows, rules, _attribute_sort_key)
 
-    bounds = _page_bounds(parameters)
+    bounds = page_bounds(parameters)
     if bounds is not None:
         offset, limit = bounds
         rows = rows[offset:offset + limit]
@@ -472,7 +278,7 @@ def _attribute_sort_key(row: Row, model: str, field_name: str) -> Any:
     return value.casefold() if field_name in ("type", "value") and isinstance(value, str) else value
 
 
-def _attribute_result_count(fetched: int, kept: list[Any], bounds: tuple[int, int] | None) -> int:
+def _attribute_result_count(fetched: int, returned: list[Any], bounds: tuple[int, int] | None) -> int:
     """Return X-Result-Count as `MispAttribute::__iteratedFetch` computes it.
 
     Without `limit` it is the number of attributes found. With `limit` it is the number on
@@ -482,7 +288,7 @@ def _attribute_result_count(fetched: int, kept: list[Any], bounds: tuple[int, in
     if bounds is None:
         return fetched
     _, limit = bounds
-    if not kept or len(kept) >= limit:
+    if not returned or len(returned) >= limit:
         return fetched + 1
     return fetched
 

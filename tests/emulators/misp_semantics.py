@@ -181,7 +181,7 @@ def column_equals(kind: str, stored: Any, value: Any) -> bool:
 
 
 def column_like(kind: str, stored: Any, pattern: Any) -> bool:
-    """Return SQL `column LIKE pattern`; integer columns are compared as text, as MySQL does."""
+    """Return SQL `column LIKE pattern`, comparing integer columns as text as MySQL does."""
     if stored is None or pattern is None:
         return False
     return sql_like(column_text(stored), php_strval(pattern), case_sensitive=kind != TEXT_CASE_INSENSITIVE)

@@ -1,11 +1,9 @@
 """In-memory data of the emulated MISP instance: organisations, tags and events.
 
-Events are stored normalised, with Python types and local numeric ids, in the shape of
-MISP's tables: every attribute of an event, standalone or inside an object, is one row of
-`StoredEvent.attributes` linked to its object by `object_id`, and event and attribute tags
-are links into one tag registry. `misp_render` turns the rows back into MISP's wire JSON.
+Events are stored as the rows of `misp_model`, with Python types and local numeric ids in
+the shape of MISP's tables. `misp_render` turns the rows back into MISP's wire JSON.
 
-The store is not thread-safe; `MispEmulator` holds a lock around every use.
+The store is not thread-safe; `MispInstance` holds a lock around every use.
 """
 
 from __future__ import annotations
@@ -14,178 +12,32 @@ import copy
 import json
 import logging
 import uuid as uuid_module
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pymisp.abstract import describe_types
 
+from .misp_model import DEFAULT_TAG_COLOUR, NotFoundError, Organisation, StoredAttribute, StoredEvent, StoredObject, StoredReport, Tag, TagLink
+
 logger = logging.getLogger(__name__)
 
-# MISP's defaults for fields an imported event may leave out (MISP.default_event_distribution,
-# MISP.default_event_threat_level; attributes and objects inherit the event distribution).
+# MISP's defaults for fields an imported event may leave out (the settings
+# MISP.default_event_distribution and MISP.default_event_threat_level). Attributes and
+# objects default to 5, "inherit the event distribution".
 DEFAULT_EVENT_DISTRIBUTION = 1
 DEFAULT_THREAT_LEVEL = 4
 INHERIT_DISTRIBUTION = 5
-DEFAULT_TAG_COLOUR = "#ffffff"
 
 _EVENT_KEYS = ("info", "Attribute", "Tag", "date", "Orgc", "published", "threat_level_id")
 
 
-class NotFoundError(LookupError):
-    """An event, attribute, object or tag that a test hook names does not exist."""
-
-
-@dataclass
-class Organisation:
-    id: int
-    name: str
-    uuid: str | None
-    local: bool
-
-
-@dataclass
-class Tag:
-    id: int
-    name: str
-    colour: str = DEFAULT_TAG_COLOUR
-    exportable: bool = True
-    hide_tag: bool = False
-    numerical_value: int | None = None
-    is_galaxy: bool = False
-    is_custom_galaxy: bool = False
-    local_only: bool = False
-    user_id: int = 0
-
-
-@dataclass
-class TagLink:
-    """A row of event_tags or attribute_tags: which tag, and whether it is local to this instance."""
-
-    tag_id: int
-    local: bool = False
-    relationship_type: str | None = None
-
-
-@dataclass
-class StoredAttribute:
-    id: int
-    uuid: str
-    event_id: int
-    object_id: int
-    object_relation: str | None
-    type: str
-    category: str
-    value: str
-    to_ids: bool
-    distribution: int
-    sharing_group_id: int
-    timestamp: int
-    comment: str
-    deleted: bool
-    disable_correlation: bool
-    first_seen: str | None
-    last_seen: str | None
-    tags: list[TagLink] = field(default_factory=list)
-    galaxies: list[dict[str, Any]] = field(default_factory=list)
-
-    def _value_parts(self) -> tuple[str, str]:
-        # MISP splits composite values (types with "|", and malware-sample) into value1 and value2.
-        if "|" in self.type or self.type == "malware-sample":
-            first, _, second = self.value.partition("|")
-            return first, second
-        return self.value, ""
-
-    @property
-    def value1(self) -> str:
-        return self._value_parts()[0]
-
-    @property
-    def value2(self) -> str:
-        return self._value_parts()[1]
-
-
-@dataclass
-class StoredObject:
-    id: int
-    uuid: str
-    event_id: int
-    name: str
-    meta_category: str
-    description: str
-    template_uuid: str | None
-    template_version: int
-    timestamp: int
-    distribution: int
-    sharing_group_id: int
-    comment: str
-    deleted: bool
-    first_seen: str | None
-    last_seen: str | None
-    references: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class StoredReport:
-    id: int
-    uuid: str
-    event_id: int
-    name: str
-    content: str
-    distribution: int
-    sharing_group_id: int
-    timestamp: int
-    deleted: bool
-
-
-@dataclass
-class StoredEvent:
-    id: int
-    uuid: str
-    info: str
-    date: str
-    threat_level_id: int
-    analysis: int
-    published: bool
-    timestamp: int
-    publish_timestamp: int
-    sighting_timestamp: int
-    distribution: int
-    sharing_group_id: int
-    proposal_email_lock: bool
-    locked: bool
-    disable_correlation: bool
-    extends_uuid: str
-    protected: bool | None
-    org_id: int
-    orgc_id: int
-    tags: list[TagLink] = field(default_factory=list)
-    attributes: list[StoredAttribute] = field(default_factory=list)
-    objects: list[StoredObject] = field(default_factory=list)
-    reports: list[StoredReport] = field(default_factory=list)
-    galaxies: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def attribute_count(self) -> int:
-        """Number of attributes that are not soft-deleted, as MISP's counter keeps it."""
-        return sum(1 for attribute in self.attributes if not attribute.deleted)
-
-    def attribute(self, attribute_uuid: str) -> StoredAttribute:
-        for attribute in self.attributes:
-            if attribute.uuid == attribute_uuid.lower():
-                return attribute
-        raise NotFoundError(f"event {self.uuid} has no attribute with uuid {attribute_uuid}")
-
-    def object(self, object_id_or_uuid: int | str) -> StoredObject:
-        for stored_object in self.objects:
-            if stored_object.id == object_id_or_uuid or stored_object.uuid == str(object_id_or_uuid).lower():
-                return stored_object
-        raise NotFoundError(f"event {self.uuid} has no object {object_id_or_uuid}")
-
-
 class _IdAllocator:
-    """Local numeric ids: keeps an id an input file gives when it is free, else takes the next one."""
+    """Local numeric ids that behave like MySQL's auto-increment.
+
+    An id given by an input file is kept when it is free. Other rows get one more than the
+    highest id so far, and freed ids are not reused.
+    """
 
     def __init__(self) -> None:
         self._used: set[int] = set()
@@ -193,15 +45,14 @@ class _IdAllocator:
 
     def claim(self, requested: Any = None) -> int:
         try:
-            wanted = int(requested)
+            chosen = int(requested)
         except (TypeError, ValueError):
-            wanted = 0
-        if wanted <= 0 or wanted in self._used:
-            while self._next in self._used:
-                self._next += 1
-            wanted = self._next
-        self._used.add(wanted)
-        return wanted
+            chosen = 0
+        if chosen <= 0 or chosen in self._used:
+            chosen = self._next
+        self._used.add(chosen)
+        self._next = max(self._next, chosen + 1)
+        return chosen
 
     def release(self, used_id: int) -> None:
         self._used.discard(used_id)
@@ -303,10 +154,10 @@ class MispStore:
         return self.events.get(event_id)
 
     def add_event(self, data: dict[str, Any], now: int, *, replace: bool = False) -> StoredEvent:
-        """Store an event given as `{"Event": {...}}` or bare; return the stored event.
+        """Store an event given as `{"Event": {...}}` or bare, and return the stored event.
 
-        An event whose uuid is already stored raises ValueError, unless `replace` is true:
-        then the new content takes the old event's place and local id.
+        An event whose uuid is already stored raises ValueError, unless `replace` is true.
+        Then the new content takes the old event's place and local id.
         """
         event_data = data.get("Event", data) if isinstance(data, dict) else None
         if not isinstance(event_data, dict):
@@ -314,7 +165,7 @@ class MispStore:
         event_uuid = str(event_data.get("uuid") or uuid_module.uuid4()).lower()
         existing_id = self._event_ids_by_uuid.get(event_uuid)
         if existing_id is not None and not replace:
-            raise ValueError(f"an event with uuid {event_uuid} is already stored; pass replace=True to overwrite it")
+            raise ValueError(f"an event with uuid {event_uuid} is already stored: pass replace=True to overwrite it")
         if existing_id is not None:
             self.delete_event(event_uuid)
         event = self._event_from_json(event_data, event_uuid, now, existing_id)
@@ -336,7 +187,7 @@ class MispStore:
         del self._event_ids_by_uuid[event.uuid]
 
     def load_directory(self, directory: str | Path, now: int) -> int:
-        """Load every `*.json` file of a directory (sorted by name); return the number of events stored.
+        """Load every `*.json` file of a directory, sorted by name, and return the number of events stored.
 
         A file may hold `{"Event": {...}}`, a bare event or `{"response": [{"Event": ...}]}`.
         Files without events (feed manifests, attribute collections) are skipped with a log
@@ -363,7 +214,7 @@ class MispStore:
         if event_uuid and event_uuid in self._event_ids_by_uuid:
             current = self.event(event_uuid)
             if _to_int(event_data.get("timestamp"), 0) <= current.timestamp:
-                logger.info("skipped event %s in %s: an event with the same uuid and a newer timestamp is stored", event_uuid, file_path)
+                logger.info("skipped event %s in %s: the stored event with this uuid has the same or a newer timestamp", event_uuid, file_path)
                 return 0
             self.add_event(event_data, now, replace=True)
             return 1
@@ -373,7 +224,7 @@ class MispStore:
     # Rows
 
     def new_attribute(self, event: StoredEvent, data: dict[str, Any], timestamp: int, object_id: int = 0) -> StoredAttribute:
-        """Build an attribute row of `event` from MISP JSON; the caller adds it to the event."""
+        """Build an attribute row of `event` from MISP JSON, for the caller to add to the event."""
         attribute_type = data.get("type")
         if not attribute_type:
             raise ValueError(f"an attribute needs a type, got {data!r}")
@@ -404,7 +255,7 @@ class MispStore:
         return attribute
 
     def new_object(self, event: StoredEvent, data: dict[str, Any], timestamp: int) -> tuple[StoredObject, list[StoredAttribute]]:
-        """Build an object of `event` and its attribute rows from MISP JSON; the caller adds them."""
+        """Build an object of `event` and its attribute rows from MISP JSON, for the caller to add to the event."""
         stored_object = StoredObject(
             id=self._object_ids.claim(data.get("id")),
             uuid=str(data.get("uuid") or uuid_module.uuid4()).lower(),
@@ -538,7 +389,7 @@ def _to_int(value: Any, default: int) -> int:
         try:
             return int(float(value))
         except (TypeError, ValueError):
-            raise ValueError(f"expected an integer, got {value!r}") from None
+            raise ValueError(f"invalid integer in MISP JSON: {value!r}") from None
 
 
 def _to_bool(value: Any, default: bool) -> bool:

@@ -1,18 +1,19 @@
 """Tests of the MISP emulator, driven with the real PyMISP client over HTTP on 127.0.0.1.
 
-The fixtures in tests/fixtures/misp hold four events (times in epoch seconds):
+The fixtures in tests/fixtures/misp contain four events, with times in epoch seconds:
 
-* Alpha (id 101, CIRCL, published): tags tlp:green and sentinel:export; standalone attributes
-  198.51.100.7 (IDS), example-alpha.test, a soft-deleted URL (IDS) and 203.0.113.9 (IDS, tagged
-  tlp:red); a domain-ip object (c2.alpha.test IDS, 192.0.2.10) and a file object
-  (invoice.pdf). Event timestamp 1700000100, publish_timestamp 1700000000, date 2023-11-10.
-* Bravo (id 102, owned by the emulator's organisation, created by ESET, unpublished): tags
-  tlp:red and the local tag Internal:Review; a sha256 (IDS) and a soft-deleted ip-src.
-  Timestamp 1700000200, date 2023-11-12.
-* Charlie (id 103, ESET): tags tlp:amber and a threat-actor galaxy tag; one non-IDS filename.
-  Timestamp and publish_timestamp 1700000300, date 2023-11-14.
-* Delta (id 104, CIRCL): no tags; phish@bad.test (IDS), 8.8.8.8 (IDS) and www.google.com.
-  Timestamp 1700000400, publish_timestamp 1700000350, date 2023-11-14.
+* Alpha (id 101, CIRCL, published) is tagged tlp:green and sentinel:export. Its standalone
+  attributes are 198.51.100.7 (IDS), example-alpha.test, a soft-deleted URL (IDS) and
+  203.0.113.9 (IDS, tagged tlp:red). A domain-ip object contains c2.alpha.test (IDS) and
+  192.0.2.10, a file object contains invoice.pdf. Event timestamp 1700000100,
+  publish_timestamp 1700000000, date 2023-11-10.
+* Bravo (id 102, owned by the emulator's organisation, created by ESET, unpublished) is
+  tagged tlp:red and with the local tag Internal:Review. It contains a sha256 (IDS) and a
+  soft-deleted ip-src. Timestamp 1700000200, date 2023-11-12.
+* Charlie (id 103, ESET) is tagged tlp:amber and with a threat-actor galaxy tag. It contains
+  one non-IDS filename. Timestamp and publish_timestamp 1700000300, date 2023-11-14.
+* Delta (id 104, CIRCL) has no tags. It contains phish@bad.test (IDS), 8.8.8.8 (IDS) and
+  www.google.com. Timestamp 1700000400, publish_timestamp 1700000350, date 2023-11-14.
 
 The clock starts at 1700001000.
 """
@@ -123,6 +124,10 @@ def test_connect_with_wrong_key_raises(emulator):
     with pytest.raises(PyMISPError, match="Unable to get the user settings.*403"):
         PyMISP(emulator.url, "WrongKey" + "0" * 32, ssl=False, timeout=5)
 
+    # Without pymisp_recommended_version in the 403 body, PyMISP also requests the old version endpoint.
+    calls = [request.path for request in emulator.requests]
+    assert calls == ["/servers/getVersion", "/servers/getPyMISPVersion.json", "/users/view/me"]
+
 
 def test_wrong_and_missing_key_get_403(emulator):
     wrong = requests.get(f"{emulator.url}/servers/getVersion", headers={"Authorization": "a" * 40}, timeout=5)
@@ -149,7 +154,7 @@ def test_unknown_path_gets_404(emulator):
     assert response.json() == {"name": "Not Found", "message": "Not Found", "url": "/nothing/here"}
 
 
-def test_restsearch_get_without_parameters_refused(emulator):
+def test_get_restsearch_without_parameters(emulator):
     response = requests.get(f"{emulator.url}/events/restSearch", headers={"Authorization": emulator.api_key}, timeout=5)
 
     assert response.status_code == 400
@@ -182,7 +187,7 @@ def test_https_with_shared_ca(tmp_path):
 # Loading and wire shape
 
 
-def test_fixture_folder_loads_all_event_shapes(emulator):
+def test_fixture_folder_loads_all_shapes(emulator):
     assert sorted(event.uuid for event in emulator.store.events.values()) == [ALPHA, BRAVO, CHARLIE, DELTA]
     assert sorted(emulator.store.events) == [101, 102, 103, 104]
 
@@ -206,7 +211,7 @@ def test_event_json_uses_misp_types(misp):
     assert event["Tag"][0]["local"] is False
 
 
-def test_add_event_fills_ids_and_timestamps(emulator, misp):
+def test_add_event_fills_ids_timestamps(emulator, misp):
     event_uuid = emulator.add_event({"info": "Added", "Attribute": [{"type": "domain", "value": "added.test"}]})
     event = event_of(misp.search(controller="events", uuid=event_uuid), event_uuid)
 
@@ -268,7 +273,7 @@ def test_invalid_time_value_matches_nothing(misp):
 
 
 def test_pymisp_zero_lower_bound_becomes_now(misp, clock):
-    # PyMISP turns 0 into None; MISP resolves null to now + 1 and swaps the pair, so
+    # PyMISP turns 0 into None. MISP resolves null to now + 1 and swaps the pair, so
     # [0, b] selects the events modified after b, not before it.
     assert uuids(misp.search(controller="events", metadata=True, timestamp=[0, 1700000250])) == [CHARLIE, DELTA]
 
@@ -301,7 +306,7 @@ def test_tags_or_list(misp):
     assert uuids(misp.search(controller="events", metadata=True, tags=["tlp:green", "tlp:amber"])) == [ALPHA, CHARLIE]
 
 
-def test_tags_are_case_insensitive_like_patterns(misp):
+def test_tags_case_insensitive_like(misp):
     assert uuids(misp.search(controller="events", metadata=True, tags=["TLP:GREEN"])) == [ALPHA]
     assert uuids(misp.search(controller="events", metadata=True, tags=["tlp:%"])) == [ALPHA, BRAVO, CHARLIE]
     assert uuids(misp.search(controller="events", metadata=True, tags=["tlp:gr__n"])) == [ALPHA]
@@ -336,6 +341,15 @@ def test_tags_not_excludes_event_level_only(misp):
     assert ALPHA_IP in attribute_uuids(event_of(events, ALPHA))
 
 
+def test_tags_not_drops_event_without_attributes(emulator, misp):
+    # The NOT ids also run as an Attribute-scope sub-query: "the event has an attribute row
+    # without the tag", which an event without attributes cannot satisfy.
+    empty = emulator.add_event({"info": "Empty", "Tag": [{"name": "tlp:green"}]})
+
+    assert empty in uuids(misp.search(controller="events", metadata=True))
+    assert empty not in uuids(misp.search(controller="events", metadata=True, tags=["!tlp:red"]))
+
+
 def test_tags_complex_query(misp):
     both = misp.build_complex_query(and_parameters=["tlp:green", "sentinel:export"])
     either_but_not = misp.build_complex_query(or_parameters=["tlp:%"], not_parameters=["tlp:red"])
@@ -350,7 +364,7 @@ def test_tags_and_with_unknown_tag_matches_nothing(misp):
     assert misp.search(controller="events", metadata=True, tags=query) == []
 
 
-def test_tags_and_pattern_matching_several_tags_matches_nothing(misp):
+def test_tags_and_pattern_several_tags(misp):
     # MISP compares the number of AND terms with the number of tag ids found.
     query = misp.build_complex_query(and_parameters=["tlp:%"])
 
@@ -393,7 +407,7 @@ def test_local_tag_still_selects_event(misp):
 # to_ids, deleted, type, value, uuid, org
 
 
-def test_to_ids_selects_events_and_filters_attributes(misp):
+def test_to_ids_filters_events_and_attributes(misp):
     events = misp.search(controller="events", to_ids=1)
     alpha = event_of(events, ALPHA)
 
@@ -426,7 +440,7 @@ def test_deleted_both_shows_soft_deleted(misp):
     assert BRAVO_DELETED_IP in attribute_uuids(event_of(events, BRAVO))
 
 
-def test_deleted_only_selects_events_with_deleted_rows(misp):
+def test_deleted_only_selects_deleted_rows(misp):
     events = misp.search(controller="events", deleted="only")
 
     assert uuids(events) == [ALPHA, BRAVO]
@@ -434,7 +448,15 @@ def test_deleted_only_selects_events_with_deleted_rows(misp):
     assert attribute_uuids(event_of(events, BRAVO)) == [BRAVO_DELETED_IP]
 
 
-def test_deleted_without_perm_sync_limited_to_own_org(clock):
+def test_deleted_drops_event_without_attributes(emulator, misp):
+    # `deleted` is also an Attribute-scope selector, so [0, 1] means "has an attribute row".
+    empty = emulator.add_event({"info": "Empty"})
+
+    assert empty not in uuids(misp.search(controller="events", deleted=[0, 1]))
+    assert empty in uuids(misp.search(controller="events"))
+
+
+def test_deleted_without_perm_sync_own_org(clock):
     with MispEmulator(FIXTURES, clock=clock, perm_sync=False) as server:
         client = PyMISP(server.url, server.api_key, ssl=False, timeout=5)
         events = client.search(controller="events", deleted=[0, 1])
@@ -470,7 +492,7 @@ def test_org_by_name_uuid_and_negation(misp):
 
 def test_published_filter(emulator, misp):
     assert uuids(misp.search(controller="events", metadata=True, published=True)) == [ALPHA, CHARLIE, DELTA]
-    # false skips the selection but not fetchEvent: one event comes back, the count says four.
+    # false skips the selection but not fetchEvent, so one event comes back and the count is four.
     response = rest_search(emulator, {"metadata": 1, "published": False})
 
     assert uuids(response.json()["response"]) == [BRAVO]
@@ -525,7 +547,7 @@ def test_paging_with_result_count(emulator):
         assert response.headers["X-Result-Count"] == "4"
 
 
-def test_result_count_is_total_of_filtered_events(emulator):
+def test_result_count_total_filtered(emulator):
     response = rest_search(emulator, {"metadata": 1, "tags": ["tlp:%"], "limit": 1, "order": "id"})
 
     assert uuids(response.json()["response"]) == [ALPHA]
@@ -549,7 +571,7 @@ def test_pymisp_limit_and_page(misp):
 # Hooks: which timestamp moves
 
 
-def test_edit_attribute_moves_timestamps_and_unpublishes(emulator, misp, clock):
+def test_edit_attribute_moves_timestamps(emulator, misp, clock):
     clock.advance(60)
     emulator.edit_attribute(ALPHA, ALPHA_IP, value="198.51.100.8", to_ids=False)
     now = START + 60
@@ -564,7 +586,7 @@ def test_edit_attribute_moves_timestamps_and_unpublishes(emulator, misp, clock):
     assert untouched["timestamp"] == "1700000050"
 
 
-def test_edit_object_attribute_moves_object_timestamp(emulator, clock):
+def test_object_attribute_edit_moves_object(emulator, clock):
     clock.advance(30)
     emulator.edit_attribute(ALPHA, ALPHA_OBJECT_DOMAIN, comment="seen again")
     alpha = emulator.get_event(ALPHA)["Event"]
@@ -580,7 +602,7 @@ def test_edit_attribute_rejects_unknown_field(emulator):
         emulator.edit_attribute(ALPHA, ALPHA_IP, uuid="other")
 
 
-def test_add_attribute_is_found_by_attribute_timestamp(emulator, misp, clock):
+def test_add_attribute_found_by_timestamp(emulator, misp, clock):
     clock.advance(10)
     new_uuid = emulator.add_attribute(CHARLIE, {"type": "ip-dst", "value": "192.0.2.77", "to_ids": True})
     found = misp.search(controller="attributes", timestamp=START + 10)
@@ -631,7 +653,7 @@ def test_local_event_tag_keeps_timestamp(emulator, misp, clock):
     emulator.add_event_tag(DELTA, "sentinel:export", local=True)
 
     assert timestamps(emulator, DELTA) == (1700000400, 1700000350, True)
-    # An incremental query by timestamp does not see the newly tagged event; an untimed tag query does.
+    # An incremental query by timestamp misses the newly tagged event, but an untimed tag query finds it.
     assert misp.search(controller="events", metadata=True, tags=["sentinel:export"], timestamp=START) == []
     assert uuids(misp.search(controller="events", metadata=True, tags=["sentinel:export"])) == [ALPHA, DELTA]
 
@@ -693,7 +715,7 @@ def test_attribute_search_event_tags_inherited(misp):
     assert [(tag["name"], tag.get("inherited")) for tag in red["Tag"]] == [("tlp:red", None), ("tlp:green", 1), ("sentinel:export", 1)]
 
 
-def test_attribute_search_to_ids_type_and_deleted(misp):
+def test_attribute_search_ids_type_deleted(misp):
     ids_ips = misp.search(controller="attributes", to_ids=1, type_attribute="ip-dst")
     deleted = misp.search(controller="attributes", deleted="only")
 
@@ -708,7 +730,7 @@ def test_attribute_search_object_context(misp):
     assert found["Attribute"][0]["object_relation"] == "domain"
 
 
-def test_attribute_search_not_tag_also_excludes_event_tag(misp):
+def test_attribute_search_not_tag_event_level(misp):
     # The NOT ids left by the Attribute-scope pass also run through the Event-scope pass
     # (MispAttribute::buildFilterConditions), so event-level tlp:red excludes Bravo's attributes.
     found = misp.search(controller="attributes", tags=["!tlp:red"])
@@ -814,10 +836,10 @@ def test_corpus_events_load_and_search(clock):
     assert listed.headers["X-Result-Count"] == str(count)
     assert len(listed.json()["response"]) == 5
     assert len(events) == count
-    for item in ids_only:
-        attributes = item["Event"]["Attribute"] + [attribute for misp_object in item["Event"]["Object"] for attribute in misp_object["Attribute"]]
-        assert attributes
-        assert all(attribute["to_ids"] is True for attribute in attributes)
+    attributes = [attribute for item in ids_only for attribute in item["Event"]["Attribute"]]
+    attributes += [attribute for item in ids_only for misp_object in item["Event"]["Object"] for attribute in misp_object["Attribute"]]
+    assert attributes
+    assert all(attribute["to_ids"] is True for attribute in attributes)
 
 
 # Running by hand
