@@ -61,6 +61,12 @@ def reports_errors(command):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            from misp2sentinel.export import silence_stdout
+
+            silence_stdout()
+            click.echo("error: standard output was closed before the bundle was complete", err=True)
+            sys.exit(1)
         except Exception as error:  # the top-level handler: anything else is a bug or an I/O fault
             log.debug("unexpected error", exc_info=True)
             click.echo(f"error: unexpected {type(error).__name__}: {error} (run with -vv for the traceback)", err=True)

@@ -38,12 +38,16 @@ class Clock:
         if not text:
             return cls()
         try:
-            return cls(parse_rfc3339(text))
+            moment = parse_rfc3339(text)
         except ValueError:
+            moment = None
+        # STIX timestamps need four-digit years, and lifetimes add years to the run time.
+        if moment is None or not 1970 <= moment.year <= 9000:
             raise UsageError(
                 f"invalid {NOW_VARIABLE} value {text!r}",
-                hint="expected an RFC 3339 timestamp such as 2026-01-31T12:00:00Z, or unset it",
-            ) from None
+                hint="expected an RFC 3339 timestamp between 1970 and 9000, such as 2026-01-31T12:00:00Z, or unset it",
+            )
+        return cls(moment)
 
     def now(self) -> datetime:
         """Return the wall-clock time as an aware UTC datetime."""

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -30,8 +31,11 @@ from misp2sentinel.errors import ConfigError
 log = logging.getLogger(__name__)
 
 TLP_LEVELS = ("clear", "green", "amber", "amber+strict", "red")
+TLP_ORDER = {"clear": 0, "white": 0, "green": 1, "amber": 2, "amber+strict": 3, "red": 4}
 TlpName = Literal["clear", "white", "green", "amber", "amber+strict", "red"]
 GUID_PATTERN = re.compile(r"^[{]?[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}[}]?$")
+TENANT_DOMAIN_PATTERN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+HTTPS_URL_PATTERN = re.compile(r"^https://[^/\s:]+(:\d+)?(/\S*)?$")
 SECRET_KEYS = {"key", "client_secret", "passphrase"}
 
 # Cloud presets: authority host, token scope and the STIX objects upload API base URL.
@@ -153,6 +157,34 @@ class Workspace(Model):
     selection: Selection = Field(default_factory=Selection)
     retired: bool = False
 
+    @field_validator("tenant_id")
+    @classmethod
+    def _check_tenant_id(cls, value: str) -> str:
+        if not (GUID_PATTERN.match(value) or TENANT_DOMAIN_PATTERN.match(value)):
+            raise ValueError("expected the Microsoft Entra tenant ID (a GUID) or its domain name")
+        return value.strip("{}")
+
+    @field_validator("client_id")
+    @classmethod
+    def _check_client_id(cls, value: str) -> str:
+        if not GUID_PATTERN.match(value):
+            raise ValueError("expected the application (client) ID of the app registration, a GUID")
+        return value.strip("{}")
+
+    @field_validator("client_secret")
+    @classmethod
+    def _check_client_secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("the client secret is empty")
+        return value
+
+    @field_validator("authority_host", "api_base_url", "legacy_api_base_url")
+    @classmethod
+    def _check_https_url(cls, value: str | None) -> str | None:
+        if value is not None and not HTTPS_URL_PATTERN.match(value):
+            raise ValueError("expected an https:// URL with a host name")
+        return value
+
     @field_validator("workspace_id")
     @classmethod
     def _check_workspace_id(cls, value: str) -> str:
@@ -198,13 +230,25 @@ class Config(Model):
     sentinel: SentinelSettings = Field(default_factory=SentinelSettings)
     workspaces: list[Workspace] = Field(default_factory=list)
     state: StateSettings | None = None
+    _path: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source_name(self) -> str:
+        """Name the configuration in error messages: its file, when it was read from one."""
+        return str(self._path) if self._path else "the configuration"
 
     @model_validator(mode="after")
-    def _check_names(self) -> Config:
-        names = [w.name for w in self.workspaces]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"workspace names must be unique; repeated: {', '.join(duplicates)}")
+    def _check_workspaces(self) -> Config:
+        problems = []
+        for workspace in self.workspaces:
+            chosen = workspace.selection.max_tlp
+            if chosen is not None and TLP_ORDER[chosen] > TLP_ORDER[self.mapping.max_tlp]:
+                problems.append(
+                    f"workspace {workspace.name}: selection.max_tlp {chosen} is above mapping.max_tlp "
+                    f"{self.mapping.max_tlp}, which no data exceeds; lower it or raise mapping.max_tlp"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def workspace(self, name: str) -> Workspace:
@@ -212,7 +256,7 @@ class Config(Model):
             if workspace.name == name:
                 return workspace
         known = ", ".join(w.name for w in self.workspaces) or "none"
-        raise ConfigError("the command line", [f"--workspace {name!r}: no such workspace (configured: {known})"])
+        raise ConfigError(self.source_name, [f"--workspace {name!r}: no such workspace (configured: {known})"])
 
     @property
     def active_workspaces(self) -> list[Workspace]:
@@ -226,9 +270,11 @@ def load_config(path: Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(where, [f"cannot read the file: {error.strerror}"]) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(where, [f"not UTF-8 text (invalid byte at offset {error.start})"]) from None
     warn_if_readable_by_others(path, "configuration file")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
         # The parser's message quotes the offending line, which may hold a secret: give its position only.
         mark = getattr(error, "problem_mark", None)
@@ -240,7 +286,7 @@ def load_config(path: Path) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(where, [f"expected a mapping of sections at the top level, got {type(data).__name__}"])
 
-    problems: list[str] = []
+    problems: list[str] = _duplicate_workspace_names(data)
     secrets: list[str] = []
     unresolved: set[tuple] = set()
     data = _resolve_secrets(data, (), path.parent, problems, secrets, unresolved)
@@ -253,7 +299,34 @@ def load_config(path: Path) -> Config:
                 problems.append(_redact(_describe(item), secrets))
     if problems:
         raise ConfigError(where, problems)
+    config._path = path
     return config
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that rejects a key given twice in one mapping instead of keeping the last."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _duplicate_workspace_names(data: dict) -> list[str]:
+    workspaces = data.get("workspaces")
+    if not isinstance(workspaces, list):
+        return []
+    names = [w.get("name") for w in workspaces if isinstance(w, dict) and isinstance(w.get("name"), str)]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        return [f"workspaces: names must be unique; repeated: {', '.join(repeated)}"]
+    return []
 
 
 def _redact(text: str, secrets: list[str]) -> str:

@@ -31,8 +31,11 @@ def map_records(event: dict, settings: MappingSettings, now: datetime, report: R
 class WorkspaceFilter:
     """What one workspace (or an export) takes from each mapped event."""
 
-    def __init__(self, settings: MappingSettings, selection: Selection | None, report: RunReport) -> None:
+    def __init__(
+        self, settings: MappingSettings, selection: Selection | None, report: RunReport, *, label: str | None = None
+    ) -> None:
         self.selection = selection
+        self.prefix = f"{label}: " if label else ""
         self.report = report
         self.ceiling = max_rank(selection, TLP_RANK[settings.max_tlp])
         self.types = set(selection.types) if selection and selection.types else None
@@ -48,7 +51,7 @@ class WorkspaceFilter:
     def records(self, event: dict, records: list[Record]) -> Iterator[Record]:
         reason = self.event_reason(event)
         if reason is not None:
-            self.report.skip(Skip(NOT_SELECTED, reason, event.get("uuid")))
+            self.report.skip(Skip(NOT_SELECTED, self.prefix + reason, event.get("uuid")))
             return
         for record in records:
             if record.part == "identity":
@@ -58,7 +61,8 @@ class WorkspaceFilter:
                 continue
             skip = self._skip_reason(record)
             if skip is not None:
-                self.report.skip(Skip(*skip, record.event_uuid, record.attribute_uuid, record.attribute_type))
+                reason, detail = skip
+                self.report.skip(Skip(reason, self.prefix + detail, record.event_uuid, record.attribute_uuid, record.attribute_type))
                 continue
             self.seen.add(record.id)
             yield record

@@ -83,15 +83,16 @@ class RunReport:
 
     def summary(self) -> str:
         """Return the one-line human summary printed at the end of every run."""
-        parts = [f"{n} {outcome}" for outcome, n in sorted(self.outcomes.items())] or ["0 written"]
+        parts = [f"{n} {outcome}" for outcome, n in sorted(self.outcomes.items()) if n] or ["nothing sent or written"]
         skipped = sum(self.skips.values())
-        text = ", ".join(parts) + f", {skipped} skipped"
         if skipped:
-            text += " (" + ", ".join(f"{reason} {n}" for reason, n in sorted(self.skips.items())) + ")"
+            parts.append(f"{skipped} skipped (" + ", ".join(f"{reason} {n}" for reason, n in sorted(self.skips.items())) + ")")
         failed = sum(self.failures.values())
-        text += f", {failed} failed"
         if failed:
-            text += " (" + ", ".join(f"{reason} {n}" for reason, n in sorted(self.failures.items())) + ")"
+            parts.append(f"{failed} failed (" + ", ".join(f"{reason} {n}" for reason, n in sorted(self.failures.items())) + ")")
+        else:
+            parts.append("0 failed")
+        text = ", ".join(parts)
         text += f"; {self.events} event(s)"
         if self.inputs_read or self.inputs_failed:
             text += f" from {self.inputs_read} input(s)"

@@ -42,7 +42,9 @@ PREFIX_KINDS = {prefix: kind for kind, prefix in KIND_PREFIXES.items()}
 SCHEMA = [
     """CREATE TABLE workspaces (
         id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE
+        name TEXT NOT NULL UNIQUE,
+        workspace_id TEXT,
+        source_system TEXT
     )""",
     """CREATE TABLE indicators (
         workspace INTEGER NOT NULL,
@@ -184,9 +186,15 @@ class StateStore:
         return self._db is not None
 
     def open(self) -> None:
+        if self.path.is_dir():
+            raise StateError(
+                f"the state path {self.path} is a folder",
+                hint="set state.path to a file name, e.g. /var/lib/misp2sentinel/state.sqlite",
+            )
         if not self.readonly:
             self._acquire_lock()
-        elif not self.path.exists():
+        elif not self.path.exists() or self.path.stat().st_size == 0:
+            # A missing or empty (pre-created) file holds no state yet; a dry run reads nothing.
             return
         try:
             if not self.readonly and not self.path.exists():
@@ -275,6 +283,36 @@ class StateStore:
         return self._Transaction(self._db)
 
     # -- reads
+
+    def bind_workspace(self, name: str, workspace_id: str, source_system: str) -> None:
+        """Record which Sentinel workspace and source system a workspace name stands for, and
+        raise StateError when the configuration changed either, because the state would then
+        describe what another workspace holds, or Sentinel would keep a second copy of everything."""
+        key = self.workspace_id(name)
+        if key is None:
+            return
+        stored = self._db.execute(
+            "SELECT workspace_id, source_system FROM workspaces WHERE id = ?", (key,)
+        ).fetchone()
+        if stored == (None, None):
+            if not self.readonly:
+                with self.transaction():
+                    self._db.execute(
+                        "UPDATE workspaces SET workspace_id = ?, source_system = ? WHERE id = ?",
+                        (workspace_id, source_system, key),
+                    )
+            return
+        if stored[0] != workspace_id:
+            raise StateError(
+                f"workspace {name} was synced to Sentinel workspace {stored[0]}, but the configuration now gives {workspace_id}",
+                hint="give the new workspace a new name so it is filled from scratch; the old name keeps what the old workspace holds",
+            )
+        if stored[1] != source_system:
+            raise StateError(
+                f"workspace {name} was synced with source system {stored[1]!r}, but the configuration now gives {source_system!r}",
+                hint="Sentinel keys indicators by source system, so it would keep a second copy of everything; "
+                "restore the old name, or revoke everything with the old one first",
+            )
 
     def workspace_id(self, name: str) -> int | None:
         """Return the key of a workspace, creating it unless the store is read-only."""

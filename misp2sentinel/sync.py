@@ -63,7 +63,7 @@ class WorkspaceRun:
         self.now_ms = now_ms
         self.batch_size = config.sentinel.batch_size
         self.hold_unpublished = hold_unpublished
-        self.filter = WorkspaceFilter(config.mapping, workspace.selection, report)
+        self.filter = WorkspaceFilter(config.mapping, workspace.selection, report, label=f"workspace {workspace.name}")
         self.batch: list[Action] = []
         self.failed: str | None = None
         self.processed: set[str] = set()
@@ -111,7 +111,7 @@ class WorkspaceRun:
             results = self.uploader.upload(objects)
         except WorkspaceError as error:
             self.failed = str(error)
-            self.report.fail("workspace", f"workspace {self.name} failed: {error}")
+            self.report.fail("workspace", str(error))
             return
         outcomes = []
         for action, result in zip(batch, results):
@@ -147,16 +147,23 @@ def run_sync(config: Config, clock: Clock, *, event_ref: str | None = None, dry_
              output: str | None = None, workspace_name: str | None = None) -> RunReport:
     report = RunReport("sync --dry-run" if dry_run else "sync")
     if config.state is None:
-        raise ConfigError("the configuration", ["state.path: required for sync (where the bridge remembers what it sent)"])
+        raise ConfigError(config.source_name, ["state.path: required for sync (where the bridge remembers what it sent)"])
     workspaces = [config.workspace(workspace_name)] if workspace_name else config.active_workspaces
     if not workspaces:
-        raise ConfigError("the configuration", ["workspaces: sync needs at least one workspace that is not retired"])
+        raise ConfigError(config.source_name, ["workspaces: sync needs at least one workspace that is not retired"])
     if config.misp is None and not config.sources:
-        raise ConfigError("the configuration", ["misp: sync needs a MISP server, or local files under 'sources:'"])
+        raise ConfigError(config.source_name, ["misp: sync needs a MISP server, or local files under 'sources:'"])
 
+    if event_ref is not None and not _is_event_reference(event_ref):
+        raise UsageError(
+            f"--event {event_ref!r} is not a MISP event id or uuid",
+            hint="give the event's numeric id or its uuid, e.g. --event 1234",
+        )
     now = clock.now()
     now_ms = epoch_ms(now)
     with StateStore(config.state.path, readonly=dry_run) as store:
+        for workspace in workspaces:
+            store.bind_workspace(workspace.name, workspace.workspace_id, workspace.source_system)
         run_id = None if dry_run else store.start_run(report.command, now_ms)
         writer = BundleWriter(output, now) if output else None
         try:
@@ -229,6 +236,12 @@ def _run(config, clock, store, report, workspaces, now, now_ms, event_ref, dry_r
             run.finish(None, selections[run.name], None, pending[run.name])
         else:
             run.finish(source_name, selections[run.name], listed_until, pending[run.name])
+
+
+def _is_event_reference(reference: str) -> bool:
+    from misp2sentinel.mapping.ids import canonical_uuid
+
+    return reference.isdigit() or canonical_uuid(reference) is not None
 
 
 def _one_event(source, config: Config, report: RunReport, reference: str) -> Iterator[dict]:

@@ -77,16 +77,16 @@ FULL_CONFIG = f"""\
     workspaces:
       - name: soc
         workspace_id: "{{{WORKSPACE_ID.upper()}}}"
-        tenant_id: tenant
-        client_id: client
+        tenant_id: 72f988bf-86f1-41af-91ab-2d7cd011db47
+        client_id: 3f1b2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d
         client_secret: {{file: secret.txt}}
         selection:
           max_tlp: green
           types: [ip-dst, domain]
       - name: lab
         workspace_id: {OTHER_WORKSPACE_ID}
-        tenant_id: tenant
-        client_id: client
+        tenant_id: 72f988bf-86f1-41af-91ab-2d7cd011db47
+        client_id: 3f1b2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d
         client_secret: {CLIENT_SECRET}
         retired: true
     state:
@@ -148,7 +148,7 @@ MANY_PROBLEMS = f"""\
     workspaces:
       - name: soc
         workspace_id: not-a-guid
-        tenant_id: tenant
+        tenant_id: 72f988bf-86f1-41af-91ab-2d7cd011db47
         client_secret: {CLIENT_SECRET}
 """
 
@@ -250,8 +250,8 @@ SECRET_LEAK_CASES = {
         workspaces:
           - name: soc
             workspace_id: {WORKSPACE_ID}
-            tenant_id: tenant
-            client_id: client
+            tenant_id: 72f988bf-86f1-41af-91ab-2d7cd011db47
+            client_id: 3f1b2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d
             client_secret: ["{CLIENT_SECRET}"]
         """,
     "secret beside an invalid url": f"""\
@@ -273,13 +273,13 @@ SECRET_LEAK_CONTAINER_CASES = {
         workspaces:
           - name: soc
             workspace_id: {WORKSPACE_ID}
-            tenant_id: tenant
-            client_id: client
+            tenant_id: 72f988bf-86f1-41af-91ab-2d7cd011db47
+            client_id: 3f1b2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d
             client_secret: {CLIENT_SECRET}
           - name: soc
             workspace_id: {OTHER_WORKSPACE_ID}
-            tenant_id: tenant
-            client_id: client
+            tenant_id: 72f988bf-86f1-41af-91ab-2d7cd011db47
+            client_id: 3f1b2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d
             client_secret: {{env: TEST_LEAK_SECRET}}
         """,
     "section given as a list": f"""\
@@ -329,8 +329,8 @@ def workspace(name: str, workspace_id: str, **fields) -> dict:
     entry = {
         "name": name,
         "workspace_id": workspace_id,
-        "tenant_id": "tenant",
-        "client_id": "client",
+        "tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        "client_id": "3f1b2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
         "client_secret": CLIENT_SECRET,
     }
     entry.update(fields)

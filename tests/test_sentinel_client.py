@@ -651,7 +651,7 @@ def test_legacy_usgov_uses_v2(azure: Azure) -> None:
 
 
 def test_legacy_endpoints_of_cloud_presets() -> None:
-    common = {"workspace_id": str(uuid.uuid4()), "tenant_id": "t", "client_id": "c", "client_secret": SECRET}
+    common = {"workspace_id": str(uuid.uuid4()), "tenant_id": str(uuid.uuid4()), "client_id": str(uuid.uuid4()), "client_secret": SECRET}
     public = Workspace(name="public", **common)
     usgov = Workspace(name="usgov", cloud="usgov", **common)
     china = Workspace(name="china", cloud="china", **common)

@@ -58,7 +58,11 @@ def run_export(config_path: Path | None, workspace_name: str | None, sources: li
                 rows = store.rows_for_event(workspace.name, event["uuid"]) if store and event.get("uuid") else {}
                 for record in selected:
                     writer.write(current_stix(record, rows) if rows else record.stix)
-            written = writer.count
+            if report.inputs_failed and not report.inputs_read:
+                # Nothing could be read: keep the previous output rather than replace it with nothing.
+                writer.abandon()
+            else:
+                written = writer.count
     except InputError as error:
         report.fail("output", str(error))
     finally:

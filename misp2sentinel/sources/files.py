@@ -32,11 +32,14 @@ def read_sources(paths: list[Path], report: RunReport) -> Iterator[dict]:
 def _read_folder(folder: Path, report: RunReport) -> Iterator[dict]:
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
-        files = sorted(p for p in folder.glob("*.json") if p.is_file())
-        if not files:
-            report.input_failed(str(folder), "folder holds no manifest.json and no *.json files")
-        for file_path in files:
-            yield from _read_file(file_path, report)
+        entries = sorted(folder.glob("*.json"))
+        if not entries:
+            report.input_failed(str(folder), "the folder has no manifest.json and no *.json files")
+        for entry in entries:
+            if entry.is_file():
+                yield from _read_file(entry, report)
+            else:
+                report.input_failed(str(entry), "not a regular file (a folder, or a link to nothing)")
         return
 
     try:
@@ -48,7 +51,11 @@ def _read_folder(folder: Path, report: RunReport) -> Iterator[dict]:
         report.input_failed(str(manifest_path), "the feed manifest is not a JSON object keyed by event uuid")
         return
     for event_uuid in manifest:
-        yield from _read_file(folder / f"{event_uuid}.json", report)
+        event_path = folder / f"{event_uuid}.json"
+        if not event_path.is_file():
+            report.input_failed(str(event_path), "listed in manifest.json but missing from the feed folder")
+            continue
+        yield from _read_file(event_path, report)
 
 
 def _read_file(path: Path, report: RunReport) -> Iterator[dict]:
@@ -56,6 +63,9 @@ def _read_file(path: Path, report: RunReport) -> Iterator[dict]:
         data = path.read_bytes()
     except OSError as error:
         report.input_failed(str(path), f"cannot read the file: {error.strerror}")
+        return
+    if not data.strip():
+        report.input_failed(str(path), "the file is empty")
         return
     try:
         document = orjson.loads(data)

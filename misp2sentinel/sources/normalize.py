@@ -57,15 +57,21 @@ def to_text(value: Any) -> str | None:
     return str(value)
 
 
-def tag_names(tags: Any) -> list[str]:
-    """Return the names of a MISP `Tag` list, which holds dicts (`{"name": ...}`) or bare strings."""
-    if not tags or not isinstance(tags, list):
-        return []
-    names = []
-    for tag in tags:
-        name = tag.get("name") if isinstance(tag, dict) else tag
-        if isinstance(name, str) and name.strip():
-            names.append(name.strip())
+def tag_names(*tag_lists: Any) -> list[str]:
+    """Return the tag names of MISP `Tag`, `EventTag` or `AttributeTag` values, in order.
+
+    MISP writes a tag list as a list or a dict keyed by index, a single tag as a dict, and each
+    tag as `{"name": ...}`, `{"Tag": {"name": ...}}` (EventTag and AttributeTag rows) or a bare
+    string. Every shape is read, because a TLP tag that is missed would let data out unmarked.
+    """
+    names: list[str] = []
+    for tags in tag_lists:
+        for tag in as_list(tags) if not isinstance(tags, str) else [tags]:
+            if isinstance(tag, dict) and isinstance(tag.get("Tag"), dict):
+                tag = tag["Tag"]
+            name = tag.get("name") if isinstance(tag, dict) else tag
+            if isinstance(name, str) and name.strip() and name.strip() not in names:
+                names.append(name.strip())
     return names
 
 
@@ -76,10 +82,22 @@ def as_list(value: Any) -> list:
     if isinstance(value, list):
         return value
     if isinstance(value, dict):
-        if value and all(isinstance(v, dict) for v in value.values()) and not ("uuid" in value or "type" in value or "name" in value):
+        keyed_by_index = value and all(str(key).isdigit() for key in value)
+        if keyed_by_index and all(isinstance(v, dict) for v in value.values()):
             return list(value.values())
         return [value]
     return []
+
+
+def value_text(value: Any) -> str | None:
+    """Return an attribute value as text; None for a list, object or other non-scalar."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return str(value)
+    return None
 
 
 def normalize_attribute(raw: dict) -> dict:
@@ -87,14 +105,14 @@ def normalize_attribute(raw: dict) -> dict:
         "uuid": to_text(raw.get("uuid")),
         "type": (to_text(raw.get("type")) or "").strip(),
         "category": to_text(raw.get("category")),
-        "value": to_text(raw.get("value")),
+        "value": value_text(raw.get("value")),
         "to_ids": to_bool(raw.get("to_ids")),
         "timestamp": to_int(raw.get("timestamp")),
         "first_seen": to_text(raw.get("first_seen")) or None,
         "last_seen": to_text(raw.get("last_seen")) or None,
         "comment": to_text(raw.get("comment")) or "",
         "deleted": bool(to_bool(raw.get("deleted"))),
-        "tags": tag_names(raw.get("Tag")),
+        "tags": tag_names(raw.get("Tag"), raw.get("AttributeTag")),
         "object_relation": to_text(raw.get("object_relation")) or None,
         "distribution": to_int(raw.get("distribution")),
         "warnings": raw.get("warnings") or None,
@@ -135,10 +153,23 @@ def normalize_event(raw: dict) -> dict:
         "published": bool(to_bool(raw.get("published"))),
         "distribution": to_int(raw.get("distribution")),
         "orgc": normalize_org(raw.get("Orgc")),
-        "tags": tag_names(raw.get("Tag")),
+        "tags": tag_names(raw.get("Tag"), raw.get("EventTag")),
         "attributes": [normalize_attribute(a) for a in as_list(raw.get("Attribute")) if isinstance(a, dict)],
         "objects": [normalize_object(o) for o in as_list(raw.get("Object")) if isinstance(o, dict)],
     }
+
+
+def json_type(value: Any) -> str:
+    """Name the JSON type of a parsed value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 def looks_like_event(raw: Any) -> bool:
@@ -201,7 +232,7 @@ def _collect(document: Any, events: list[dict], depth: int) -> None:
             _collect(item, events, depth + 1)
         return
     if not isinstance(document, dict):
-        raise ValueError(f"expected a JSON object or list, found {type(document).__name__}")
+        raise ValueError(f"expected a JSON object or array, found {json_type(document)}")
     if "Event" in document and isinstance(document["Event"], dict):
         events.append(normalize_event(document["Event"]))
         return
