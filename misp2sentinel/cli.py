@@ -36,7 +36,7 @@ def configure_logging(verbose: int, quiet: bool) -> None:
     root.setLevel(level)
     root.propagate = False
     # PyMISP logs HTTP errors itself; the bridge reports them, so keep its own lines for -vv.
-    logging.getLogger("pymisp").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)
+    logging.getLogger("pymisp").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL + 1)
 
 
 def verbosity_options(command):
@@ -57,6 +57,8 @@ def reports_errors(command):
             return command(*args, **kwargs)
         except Misp2SentinelError as error:
             click.echo(f"error: {error}", err=True)
+            if error.report is not None:
+                click.echo(error.report.summary(), err=True)
             sys.exit(error.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

@@ -124,6 +124,8 @@ class MispServer(Model):
     verify_tls: bool = True
     ca_bundle: Path | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    max_attempts: Annotated[int, Field(ge=1)] = 4
+    retry_seconds: Annotated[float, Field(ge=0)] = 5.0
     filter: Selection = Field(default_factory=Selection)
     published_only: bool = True
     lookback_days: Annotated[int, Field(ge=1)] = 30

@@ -8,6 +8,7 @@ Every error the command line reports without a traceback derives from `Misp2Sent
     ├── StateError              exit 2: corrupt or foreign state file
     ├── LockHeldError           exit 1: another run holds the state file's lock
     ├── InputError              exit 1: an input file or folder cannot be read
+    ├── Interrupted             exit 1: stopped by SIGTERM or SIGINT after recording what was sent
     ├── MispError               exit 1: the MISP server failed or refused a request
     └── SentinelError           exit 1: Sentinel or the identity provider failed
         └── WorkspaceError      a workspace failed as a whole (403, 404, no token)
@@ -25,6 +26,8 @@ class Misp2SentinelError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # The counts of the run that stopped here, when it had started, so the summary still ends it.
+        self.report = None
 
     def __str__(self) -> str:
         if self.hint:
@@ -58,6 +61,12 @@ class LockHeldError(Misp2SentinelError):
 
 
 class InputError(Misp2SentinelError):
+    exit_code = 1
+
+
+class Interrupted(Misp2SentinelError):
+    """The run was stopped by a signal or its time limit after recording what it had sent."""
+
     exit_code = 1
 
 

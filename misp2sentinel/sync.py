@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import signal
+import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import orjson
@@ -25,7 +28,7 @@ import orjson
 from misp2sentinel.clock import Clock
 from misp2sentinel.config import Config, Workspace
 from misp2sentinel.diff import Action, plan_event
-from misp2sentinel.errors import ConfigError, MispError, UsageError, WorkspaceError
+from misp2sentinel.errors import ConfigError, Interrupted, Misp2SentinelError, MispError, UsageError, WorkspaceError
 from misp2sentinel.export import BundleWriter
 from misp2sentinel.mapping.lifetime import EPOCH
 from misp2sentinel.pipeline import WorkspaceFilter, map_records
@@ -161,6 +164,40 @@ def run_sync(config: Config, clock: Clock, *, event_ref: str | None = None, dry_
         )
     now = clock.now()
     now_ms = epoch_ms(now)
+    try:
+        with _stop_on_signals() as stop:
+            _run_with_state(config, clock, report, workspaces, now, now_ms, event_ref, dry_run, output, stop)
+    except Misp2SentinelError as error:
+        error.report = report
+        raise
+    return report
+
+
+@contextmanager
+def _stop_on_signals():
+    """Turn SIGTERM and SIGINT into a request to stop after the current batch is recorded."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+
+    def request_stop(number, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.warning("%s received: stopping after the current batch", signal.Signals(number).name)
+        stop.set()
+
+    for number in previous:
+        signal.signal(number, request_stop)
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _run_with_state(config, clock, report, workspaces, now, now_ms, event_ref, dry_run, output, stop) -> None:
     with StateStore(config.state.path, readonly=dry_run) as store:
         for workspace in workspaces:
             store.bind_workspace(workspace.name, workspace.workspace_id, workspace.source_system)
@@ -169,7 +206,7 @@ def run_sync(config: Config, clock: Clock, *, event_ref: str | None = None, dry_
         try:
             if writer:
                 writer.__enter__()
-            _run(config, clock, store, report, workspaces, now, now_ms, event_ref, dry_run, writer)
+            _run(config, clock, store, report, workspaces, now, now_ms, event_ref, dry_run, writer, stop)
         except BaseException as error:
             if writer:
                 writer.__exit__(type(error), error, None)
@@ -180,15 +217,14 @@ def run_sync(config: Config, clock: Clock, *, event_ref: str | None = None, dry_
             writer.__exit__(None, None, None)
         if run_id is not None:
             store.finish_run(run_id, epoch_ms(clock.now()), "failed" if report.failed else "ok", report.summary())
-    return report
 
 
-def _run(config, clock, store, report, workspaces, now, now_ms, event_ref, dry_run, writer) -> None:
+def _run(config, clock, store, report, workspaces, now, now_ms, event_ref, dry_run, writer, stop) -> None:
     source = None
     if config.misp is not None:
         from misp2sentinel.sources.misp import MispSource
 
-        source = MispSource(config.misp)
+        source = MispSource(config.misp, clock)
         settings = config.mapping
         if settings.misp_url is None:
             settings = settings.model_copy(update={"misp_url": config.misp.url})
@@ -226,6 +262,14 @@ def _run(config, clock, store, report, workspaces, now, now_ms, event_ref, dry_r
         events = read_sources(list(config.sources), report)
 
     for event in events:
+        if stop.is_set():
+            # Record what was sent, keep the cursors, and let the next run go on from here.
+            for run in runs:
+                run.finish(None, selections[run.name], None, pending[run.name])
+            raise Interrupted(
+                "stopped by a signal before the run was complete; what was sent is recorded",
+                hint="the next run goes on from the same cursor",
+            )
         records = map_records(event, config.mapping, now, report)
         for run in runs:
             run.process(event, records)

@@ -365,7 +365,7 @@ def test_5xx_then_success(azure: Azure, status: int) -> None:
     results = azure.client().upload(indicators(1))
 
     assert_all_ok(results, 1)
-    assert azure.clock.sleeps == [1.0]
+    assert azure.clock.sleeps == [1.5]
     assert azure.statuses() == [status, 200]
 
 
@@ -375,7 +375,7 @@ def test_503_backoff_grows(azure: Azure) -> None:
     results = azure.client().upload(indicators(4))
 
     assert_all_ok(results, 4)
-    assert azure.clock.sleeps == [1.0, 2.0, 4.0]
+    assert azure.clock.sleeps == [1.5, 3.0, 6.0]
 
 
 def test_connection_reset_then_success(azure: Azure) -> None:
@@ -385,7 +385,7 @@ def test_connection_reset_then_success(azure: Azure) -> None:
 
     assert_all_ok(results, 2)
     assert azure.statuses() == [0, 200]
-    assert azure.clock.sleeps == [1.0]
+    assert azure.clock.sleeps == [1.5]
 
 
 def test_lost_response_resends_batch(azure: Azure) -> None:
@@ -724,10 +724,10 @@ def test_retry_after_date_without_date_header() -> None:
 
 
 def test_backoff_delay_bounds() -> None:
-    assert backoff_delay(1, 2.0, 30.0, lambda: 0.5) == 1.0
-    assert backoff_delay(3, 2.0, 30.0, lambda: 0.5) == 4.0
-    assert backoff_delay(10, 2.0, 30.0, lambda: 0.999) == pytest.approx(29.97)
-    assert backoff_delay(5000, 2.0, 30.0, lambda: 0.0) == 0.0
+    assert backoff_delay(1, 2.0, 30.0, lambda: 0.5) == 1.5
+    assert backoff_delay(3, 2.0, 30.0, lambda: 0.5) == 6.0
+    assert backoff_delay(10, 2.0, 30.0, lambda: 0.999) == pytest.approx(29.985)
+    assert backoff_delay(5000, 2.0, 30.0, lambda: 0.0) == 15.0
     with pytest.raises(ValueError):
         backoff_delay(0, 2.0, 30.0, lambda: 0.5)
 

@@ -7,6 +7,7 @@ through the real command line in a subprocess where the test needs exit codes or
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -328,3 +329,29 @@ def test_cli_output_needs_dry_run(stack):
 
     assert result.returncode == 2
     assert "--output needs --dry-run" in result.stderr
+
+
+def test_cli_sigterm_stops_cleanly(stack):
+    import time
+
+    stack.write_config()
+    stack.misp.slow_next("/events/restSearch", 0.8, count=1)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "misp2sentinel", "sync", "--config", str(stack.config_path)],
+        stderr=subprocess.PIPE, text=True, cwd=stack.tmp_path,
+        env={**{k: v for k, v in os.environ.items() if k not in PROXY_AND_CA_VARIABLES},
+             "MISP2SENTINEL_NOW": "2026-01-31T12:00:00Z"},
+    )
+    deadline = time.monotonic() + 10
+    while not stack.misp.requests_to("/events/restSearch") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+
+    assert process.returncode == 1, stderr
+    assert "stopped by a signal" in stderr
+    assert stderr.strip().splitlines()[-1].startswith("sync: ")
+    assert upload_requests(stack) == 0
+    second = stack.cli("sync", "--config", str(stack.config_path))
+    assert second.returncode == 0, second.stderr
+    assert stack.holdings()

@@ -16,10 +16,10 @@ import click
 from misp2sentinel.clock import Clock
 from misp2sentinel.config import Config, MappingSettings, load_config
 from misp2sentinel.diff import current_stix
-from misp2sentinel.errors import InputError, UsageError
+from misp2sentinel.errors import InputError, Misp2SentinelError, UsageError
 from misp2sentinel.export import BundleWriter
 from misp2sentinel.pipeline import WorkspaceFilter, map_records
-from misp2sentinel.report import RunReport
+from misp2sentinel.report import UNPUBLISHED, RunReport, Skip
 from misp2sentinel.sources.files import read_sources
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def run_export(config_path: Path | None, workspace_name: str | None, sources: li
                 hint="add paths under 'sources:', a 'misp:' section, or pass --source PATH",
             )
 
-    events = read_sources(sources, report) if sources else _misp_events(config)
+    events = read_sources(sources, report) if sources else _misp_events(config, report)
     chosen = WorkspaceFilter(settings, selection, report)
     store = _open_state(config) if workspace is not None else None
     written = 0
@@ -65,6 +65,9 @@ def run_export(config_path: Path | None, workspace_name: str | None, sources: li
                 written = writer.count
     except InputError as error:
         report.fail("output", str(error))
+    except Misp2SentinelError as error:
+        error.report = report
+        raise
     finally:
         if store is not None:
             store.close()
@@ -73,12 +76,19 @@ def run_export(config_path: Path | None, workspace_name: str | None, sources: li
     return report
 
 
-def _misp_events(config: Config) -> Iterator[dict]:
+def _misp_events(config: Config, report: RunReport) -> Iterator[dict]:
+    """Yield the events of the MISP server; under the published-only policy, as sync does,
+    unpublished events are left out and counted."""
     from misp2sentinel.sources.misp import MispSource
 
     source = MispSource(config.misp)
     listed = source.list_changed(None, int(Clock.from_environment().now().timestamp()))
-    yield from source.fetch(sorted(listed, key=lambda u: (listed[u], u)))
+    for event in source.fetch(sorted(listed, key=lambda u: (listed[u], u))):
+        if config.misp.published_only and not event.get("published"):
+            detail = "the event is not published and misp.published_only is on"
+            report.skip(Skip(UNPUBLISHED, detail, event.get("uuid")))
+            continue
+        yield event
 
 
 def _open_state(config: Config):

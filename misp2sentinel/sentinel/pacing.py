@@ -90,7 +90,9 @@ class RateLimiter:
 def backoff_delay(attempt: int, base: float, maximum: float, random: Callable[[], float]) -> float:
     """Return the wait before retry number `attempt` (1 for the first retry), in seconds.
 
-    Exponential backoff with full jitter: a uniform draw from [0, min(maximum, base * 2 ** (attempt - 1))).
+    Exponential backoff with equal jitter: a uniform draw from [c / 2, c), where
+    c = min(maximum, base * 2 ** (attempt - 1)). Half of the delay is always waited, so a retry
+    never follows at once; the other half spreads retries of several clients apart.
     `random` returns a float in [0, 1), as `random.random` does.
     """
     if attempt < 1:
@@ -98,7 +100,8 @@ def backoff_delay(attempt: int, base: float, maximum: float, random: Callable[[]
     # Beyond 2 ** 63 every realistic base is past any maximum, and a larger power overflows a float.
     exponent = min(attempt - 1, 63)
     ceiling = min(maximum, base * 2.0**exponent)
-    return max(ceiling, 0.0) * random()
+    ceiling = max(ceiling, 0.0)
+    return ceiling / 2 + ceiling / 2 * random()
 
 
 def retry_after_seconds(response: HttpResponse, now: datetime | None = None) -> float | None:

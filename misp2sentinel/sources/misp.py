@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+from misp2sentinel.clock import Clock
 from misp2sentinel.config import MispServer, TagFilter
 from misp2sentinel.errors import MispError
 from misp2sentinel.sources.normalize import events_from_document, to_int
@@ -39,12 +40,14 @@ def _tag_query(tags: TagFilter) -> dict | None:
 class MispSource:
     """A connection to one MISP server through PyMISP."""
 
-    def __init__(self, settings: MispServer) -> None:
+    def __init__(self, settings: MispServer, clock: Clock | None = None) -> None:
         # PyMISP and requests cost start-up time, so only commands that reach MISP import them.
         import requests
-        from pymisp import PyMISP, PyMISPError
+        from pymisp import MISPServerError, PyMISP, PyMISPError
 
         self.settings = settings
+        self.clock = clock or Clock()
+        self._server_error = MISPServerError
         self._requests = requests
         self._pymisp_error = PyMISPError
         verify = str(settings.ca_bundle) if settings.ca_bundle else settings.verify_tls
@@ -76,11 +79,29 @@ class MispSource:
         return f"{type(error).__name__}: {text[:500]}"
 
     def _search(self, **query) -> list:
-        """Run one `/events/restSearch` and return its list of events; raise MispError on failure."""
-        try:
-            result = self.api.search(controller="events", return_format="json", **query)
-        except (self._pymisp_error, self._requests.RequestException) as error:
-            raise MispError(f"MISP search failed: {self._describe(error)}") from None
+        """Run one `/events/restSearch` and return its list of events; raise MispError on failure.
+
+        A 5xx answer, a dropped connection or a timeout is retried up to `misp.max_attempts`
+        times, waiting `misp.retry_seconds` and then twice as long each time.
+        """
+        attempt = 1
+        while True:
+            try:
+                result = self.api.search(controller="events", return_format="json", **query)
+                break
+            except (self._server_error, self._requests.ConnectionError, self._requests.Timeout) as error:
+                if attempt >= self.settings.max_attempts:
+                    raise MispError(
+                        f"MISP search failed after {attempt} attempts: {self._describe(error)}",
+                        hint="check the MISP server's health and logs; the next run starts from the same cursor",
+                    ) from None
+                delay = self.settings.retry_seconds * 2 ** (attempt - 1)
+                log.warning("MISP search failed (%s); retrying in %.0f s (attempt %d of %d)",
+                            type(error).__name__, delay, attempt + 1, self.settings.max_attempts)
+                self.clock.sleep(delay)
+                attempt += 1
+            except (self._pymisp_error, self._requests.RequestException) as error:
+                raise MispError(f"MISP search failed: {self._describe(error)}") from None
         if isinstance(result, dict) and "errors" in result:
             status, detail = result["errors"] if isinstance(result["errors"], (list, tuple)) and len(result["errors"]) == 2 else ("?", result["errors"])
             message = detail.get("message") if isinstance(detail, dict) else detail
