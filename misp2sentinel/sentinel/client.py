@@ -178,7 +178,7 @@ class SentinelClient:
         """Upload the objects at `indexes` and fill in their results, splitting the part if it is rejected."""
         outcome = self._exchange(objects, indexes, budget)
         if isinstance(outcome, str):
-            log.error("%s: %d objects not uploaded: %s", self.workspace.name, len(indexes), outcome)
+            log.error("%s: %s not uploaded: %s", self.workspace.name, _objects(len(indexes)), outcome)
             for index in indexes:
                 results[index] = RecordResult(index, False, outcome)
             return
@@ -201,7 +201,7 @@ class SentinelClient:
                     results[indexes[position]] = RecordResult(indexes[position], False, message)
                 unlisted = [index for position, index in enumerate(indexes) if position not in errors]
                 if unlisted:
-                    log.info("%s: re-sending %d objects that the 400 response did not list", self.workspace.name, len(unlisted))
+                    log.info("%s: re-sending %s that the 400 response did not list", self.workspace.name, _objects(len(unlisted)))
                     self._upload_part(objects, unlisted, results, budget)
                 return
 
@@ -210,7 +210,7 @@ class SentinelClient:
             # so it costs up to 2n - 1 requests for a batch of n objects before every record fails.
             if len(indexes) > 1:
                 middle = len(indexes) // 2
-                log.info("%s: HTTP %d for %d objects; splitting the batch in halves to isolate the rejected objects", self.workspace.name, status, len(indexes))
+                log.info("%s: HTTP %d for a batch of %s; splitting it in halves to isolate the rejected objects", self.workspace.name, status, _objects(len(indexes)))
                 self._upload_part(objects, indexes[:middle], results, budget)
                 self._upload_part(objects, indexes[middle:], results, budget)
                 return
@@ -219,7 +219,7 @@ class SentinelClient:
             return
 
         message = f"unexpected response from Sentinel: {describe_response(response)}"
-        log.error("%s: %s for %d objects", self.workspace.name, message, len(indexes))
+        log.error("%s: %s (batch of %s)", self.workspace.name, message.rstrip("."), _objects(len(indexes)))
         for index in indexes:
             results[index] = RecordResult(index, False, message)
 
@@ -320,8 +320,8 @@ class SentinelClient:
                     f"max_retry_seconds={budget.max_retry_seconds:g}; last error: {failure}"
                 )
             log.warning(
-                "%s: %s for %d objects; retrying in %.1f s (attempt %d of at most %d)",
-                self.workspace.name, failure, len(indexes), delay, attempts + 1, budget.max_attempts,
+                "%s: %s (batch of %s); retrying in %.1f s (attempt %d of at most %d)",
+                self.workspace.name, failure.rstrip("."), _objects(len(indexes)), delay, attempts + 1, budget.max_attempts,
             )
             self._clock.sleep(delay)
 
@@ -333,9 +333,9 @@ class SentinelClient:
         try:
             response = self._session.post(self.endpoint.url, data=body.encode("utf-8"), headers=headers, timeout=self.settings.timeout_seconds)
         except requests.RequestException as error:
-            log.info("%s: POST %s -> %s (%d objects, %.2f s)", self.workspace.name, self._path, type(error).__name__, count, time.perf_counter() - started)
+            log.info("%s: POST %s -> %s (%s, %.2f s)", self.workspace.name, self._path, type(error).__name__, _objects(count), time.perf_counter() - started)
             raise
-        log.info("%s: POST %s -> %d (%d objects, %.2f s)", self.workspace.name, self._path, response.status_code, count, time.perf_counter() - started)
+        log.info("%s: POST %s -> %d (%s, %.2f s)", self.workspace.name, self._path, response.status_code, _objects(count), time.perf_counter() - started)
         if response.content:
             log.debug("%s: response body: %s", self.workspace.name, _shorten(response.text, DEBUG_BODY_CHARS))
         return response
@@ -409,6 +409,10 @@ def describe_response(response: requests.Response) -> str:
         detail = response.reason or "no message"
     prefix = f"HTTP {response.status_code} {code}" if code else f"HTTP {response.status_code}"
     return f"{prefix}: {_shorten(detail)}"
+
+
+def _objects(count: int) -> str:
+    return "1 object" if count == 1 else f"{count} objects"
 
 
 def _attempts(count: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,7 @@ def run(config: Path, label: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.emulators.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--events", default=str(REPO_ROOT / "examples" / "feed"), help="folder of MISP JSON events to serve (default: the example feed)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder with the configuration, state and test CA")
     arguments = parser.parse_args(argv)
 
     folder = Path(tempfile.mkdtemp(prefix="misp2sentinel-demo-"))
@@ -83,6 +85,10 @@ def main(argv: list[str] | None = None) -> None:
         for stix_id, count in sorted(sentinel.upload_counts(workspace_id).items()):
             pattern = held[stix_id].get("pattern", held[stix_id].get("name"))
             print(f"  {count}x {stix_id}  {pattern}")
+    if arguments.keep:
+        print(f"\nkept {folder}")
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
