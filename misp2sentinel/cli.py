@@ -119,9 +119,13 @@ def export(config_path: Path | None, workspace: str | None, sources: tuple[Path,
 @click.option("-w", "--workspace", help="Sync this configured workspace only.")
 @click.option("-n", "--dry-run", is_flag=True, help="Send nothing and change nothing; report what would be sent.")
 @click.option("-o", "--output", help="With --dry-run: write the objects that would be sent as a bundle (- for stdout).")
+@click.option("--max-duration", type=click.IntRange(min=1), metavar="SECONDS",
+              help="Stop after this many seconds, once the current batch is recorded, so a long first load "
+              "does not run into the next scheduled run; the next run goes on from there.")
 @verbosity_options
 @reports_errors
-def sync(config_path: Path, event_ref: str | None, workspace: str | None, dry_run: bool, output: str | None) -> None:
+def sync(config_path: Path, event_ref: str | None, workspace: str | None, dry_run: bool, output: str | None,
+         max_duration: int | None) -> None:
     """Pull what changed in MISP, send Sentinel what it does not hold yet, and remember it.
 
     \b
@@ -138,7 +142,8 @@ def sync(config_path: Path, event_ref: str | None, workspace: str | None, dry_ru
         raise UsageError("--output needs --dry-run", hint="use export to write a bundle without a sync")
     clock = Clock.from_environment()
     config = load_config(config_path)
-    report = run_sync(config, clock, event_ref=event_ref, dry_run=dry_run, output=output, workspace_name=workspace)
+    report = run_sync(config, clock, event_ref=event_ref, dry_run=dry_run, output=output, workspace_name=workspace,
+                      max_duration=max_duration)
     suffix = "; nothing was sent or recorded" if dry_run else ""
     click.echo(report.summary() + suffix, err=True)
     sys.exit(report.exit_code)

@@ -147,7 +147,8 @@ class WorkspaceRun:
 
 
 def run_sync(config: Config, clock: Clock, *, event_ref: str | None = None, dry_run: bool = False,
-             output: str | None = None, workspace_name: str | None = None) -> RunReport:
+             output: str | None = None, workspace_name: str | None = None,
+             max_duration: float | None = None) -> RunReport:
     report = RunReport("sync --dry-run" if dry_run else "sync")
     if config.state is None:
         raise ConfigError(config.source_name, ["state.path: required for sync (where the bridge remembers what it sent)"])
@@ -166,6 +167,7 @@ def run_sync(config: Config, clock: Clock, *, event_ref: str | None = None, dry_
     now_ms = epoch_ms(now)
     try:
         with _stop_on_signals() as stop:
+            stop.deadline = clock.monotonic() + max_duration if max_duration else None
             _run_with_state(config, clock, report, workspaces, now, now_ms, event_ref, dry_run, output, stop)
     except Misp2SentinelError as error:
         error.report = report
@@ -263,16 +265,13 @@ def _run(config, clock, store, report, workspaces, now, now_ms, event_ref, dry_r
 
     for event in events:
         if stop.is_set():
-            # Record what was sent, keep the cursors, and let the next run go on from here.
-            for run in runs:
-                run.finish(None, selections[run.name], None, pending[run.name])
-            raise Interrupted(
-                "stopped by a signal before the run was complete; what was sent is recorded",
-                hint="the next run goes on from the same cursor",
-            )
+            _stop_early(runs, selections, pending, "stopped by a signal")
         records = map_records(event, config.mapping, now, report)
         for run in runs:
             run.process(event, records)
+        # The limit is checked after an event, so every run makes progress however short the limit.
+        if stop.deadline is not None and clock.monotonic() >= stop.deadline:
+            _stop_early(runs, selections, pending, "the --max-duration time limit was reached")
 
     for run in runs:
         if event_ref is not None:
@@ -280,6 +279,16 @@ def _run(config, clock, store, report, workspaces, now, now_ms, event_ref, dry_r
             run.finish(None, selections[run.name], None, pending[run.name])
         else:
             run.finish(source_name, selections[run.name], listed_until, pending[run.name])
+
+
+def _stop_early(runs, selections, pending, cause: str) -> None:
+    """Record what was sent, keep the cursors, and raise so the next run goes on from here."""
+    for run in runs:
+        run.finish(None, selections[run.name], None, pending[run.name])
+    raise Interrupted(
+        f"{cause} before the run was complete; what was sent is recorded",
+        hint="the next run goes on from the same cursor",
+    )
 
 
 def _is_event_reference(reference: str) -> bool:

@@ -270,6 +270,46 @@ def test_forbidden_workspace_does_not_stop_others(make_stack):
     assert stack.holdings("blocked") == {}
 
 
+def test_max_duration_stops_and_resumes(stack):
+    from misp2sentinel.errors import Interrupted
+
+    stack.write_config(misp={"fetch_chunk_size": 1})
+
+    with pytest.raises(Interrupted) as stopped:
+        from misp2sentinel.config import load_config as load
+        from misp2sentinel.sync import run_sync
+
+        # Every reading moves the clock 5 s past a 3 s limit, so the run stops after the first event.
+        run_sync(load(stack.config_path), _AdvancingClock(stack.source, 5), max_duration=3)
+
+    assert "--max-duration" in str(stopped.value)
+    assert stopped.value.report.events == 1
+    resumed = stack.sync()
+    assert resumed.exit_code == 0
+    assert without_modified(stack.holdings()) == without_modified(export_objects(stack, stack.tmp_path))
+
+
+class _AdvancingClock:
+    """A stack clock whose monotonic time moves `step` seconds at every reading."""
+
+    def __init__(self, source, step: float) -> None:
+        from tests.sync_stack import StackClock
+
+        self._clock = StackClock(source)
+        self._step = step
+        self._offset = 0.0
+
+    def now(self):
+        return self._clock.now()
+
+    def monotonic(self) -> float:
+        self._offset += self._step
+        return self._clock.monotonic() + self._offset
+
+    def sleep(self, seconds: float) -> None:
+        self._clock.sleep(seconds)
+
+
 # Command line
 
 
