@@ -185,6 +185,11 @@ class StateStore:
     def exists(self) -> bool:
         return self._db is not None
 
+    @property
+    def connection(self) -> sqlite3.Connection | None:
+        """The open SQLite connection, for read-only reports; None when no state file exists."""
+        return self._db
+
     def open(self) -> None:
         if self.path.is_dir():
             raise StateError(
