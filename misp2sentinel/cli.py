@@ -122,10 +122,15 @@ def export(config_path: Path | None, workspace: str | None, sources: tuple[Path,
 @click.option("--max-duration", type=click.IntRange(min=1), metavar="SECONDS",
               help="Stop after this many seconds, once the current batch is recorded, so a long first load "
               "does not run into the next scheduled run; the next run goes on from there.")
+@click.option("--full", is_flag=True,
+              help="Re-evaluate every event of the selection, ignoring the cursor, and send only what changed; "
+              "use it after changing mapping settings or upgrading. With --dry-run it estimates the cost first.")
+@click.option("--force", is_flag=True,
+              help="Send revocations even when they exceed the guard (lifecycle.guard_share and guard_min).")
 @verbosity_options
 @reports_errors
 def sync(config_path: Path, event_ref: str | None, workspace: str | None, dry_run: bool, output: str | None,
-         max_duration: int | None) -> None:
+         max_duration: int | None, full: bool, force: bool) -> None:
     """Pull what changed in MISP, send Sentinel what it does not hold yet, and remember it.
 
     \b
@@ -133,6 +138,7 @@ def sync(config_path: Path, event_ref: str | None, workspace: str | None, dry_ru
       misp2sentinel sync --config /etc/misp2sentinel/config.yaml
       misp2sentinel sync --config config.yaml --event 1234
       misp2sentinel sync --config config.yaml --dry-run --output pending.json
+      misp2sentinel sync --config config.yaml --full --dry-run
     """
     from misp2sentinel.clock import Clock
     from misp2sentinel.config import load_config
@@ -143,7 +149,7 @@ def sync(config_path: Path, event_ref: str | None, workspace: str | None, dry_ru
     clock = Clock.from_environment()
     config = load_config(config_path)
     report = run_sync(config, clock, event_ref=event_ref, dry_run=dry_run, output=output, workspace_name=workspace,
-                      max_duration=max_duration)
+                      max_duration=max_duration, full=full, force=force)
     suffix = "; nothing was sent or recorded" if dry_run else ""
     click.echo(report.summary() + suffix, err=True)
     sys.exit(report.exit_code)

@@ -221,6 +221,16 @@ class SentinelSettings(Model):
     max_retry_seconds: Annotated[float, Field(gt=0)] = 900.0
 
 
+class LifecycleSettings(Model):
+    """When live indicators are refreshed, deleted events detected and mass revocations held back."""
+
+    refresh_days: Annotated[float, Field(gt=0)] = 12.0
+    refresh_share: Annotated[float, Field(ge=0, le=1)] = 0.1
+    sweep_interval_hours: Annotated[float, Field(ge=0)] = 0.0
+    guard_share: Annotated[float, Field(ge=0, le=1)] = 0.10
+    guard_min: Annotated[int, Field(ge=0)] = 20
+
+
 class StateSettings(Model):
     path: Path
 
@@ -230,6 +240,7 @@ class Config(Model):
     sources: list[Path] = Field(default_factory=list)
     mapping: MappingSettings = Field(default_factory=MappingSettings)
     sentinel: SentinelSettings = Field(default_factory=SentinelSettings)
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     workspaces: list[Workspace] = Field(default_factory=list)
     state: StateSettings | None = None
     _path: Path | None = PrivateAttr(default=None)

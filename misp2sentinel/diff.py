@@ -26,6 +26,7 @@ DIGEST_EXCLUDED = ("created", "modified", "valid_until")
 
 CREATE = "created"
 UPDATE = "updated"
+REFRESH = "refreshed"
 REVOKE = "revoked"
 UNCHANGED = "unchanged"
 
@@ -55,11 +56,14 @@ def _latest_by_source(rows: dict[str, Row]) -> dict[bytes, Row]:
     return latest
 
 
-def plan_record(record: Record, row_lookup, latest: dict[bytes, Row], now_ms: int) -> tuple[str, Action | None]:
+def plan_record(
+    record: Record, row_lookup, latest: dict[bytes, Row], now_ms: int, refresh_ids: set[str] = frozenset()
+) -> tuple[str, Action | None]:
     """Decide what to do with one record; return (verb, action or None when unchanged).
 
     `row_lookup(stix_id)` returns the state row of an id, and `latest` maps source keys to the
-    row of their newest generation.
+    row of their newest generation. An unchanged record whose id is in `refresh_ids` is sent again
+    with a new `modified` and `valid_until`, so that it stays inside Sentinel's analytics look-back.
     """
     key = source_key(record.source, record.part)
     newest = latest.get(key)
@@ -71,10 +75,14 @@ def plan_record(record: Record, row_lookup, latest: dict[bytes, Row], now_ms: in
     row = row_lookup(stix["id"])
 
     digest = content_digest(stix)
-    if row is not None and row.status == LIVE and row.digest == digest:
+    unchanged = row is not None and row.status == LIVE and row.digest == digest
+    if unchanged and stix["id"] not in refresh_ids:
         return UNCHANGED, None
 
-    verb = UPDATE if row is not None and row.status == LIVE else CREATE
+    if unchanged:
+        verb = REFRESH
+    else:
+        verb = UPDATE if row is not None and row.status == LIVE else CREATE
     if row is not None:
         stix["created"] = ms_to_stix(row.created)
         modified = max(now_ms, row.modified + 1)
@@ -146,6 +154,7 @@ def plan_event(
     now_ms: int,
     *,
     hold_changes: bool,
+    refresh_ids: set[str] = frozenset(),
 ) -> tuple[list[Action], dict[str, int]]:
     """Plan one event for one workspace: the actions to send and the count of each verb.
 
@@ -162,10 +171,10 @@ def plan_event(
         return rows.get(stix_id) if stix_id.startswith("indicator--") else identity_row(stix_id)
 
     for record in records:
-        verb, action = plan_record(record, lookup, latest, now_ms)
+        verb, action = plan_record(record, lookup, latest, now_ms, refresh_ids)
         stix_id = action.stix["id"] if action else _current_id(record, latest)
         wanted.add(stix_id)
-        if action is not None and hold_changes:
+        if action is not None and hold_changes and verb != REFRESH:
             verb = "unpublished"
             action = None
         counts[verb] = counts.get(verb, 0) + 1

@@ -29,7 +29,7 @@ from misp2sentinel.mapping.ids import canonical_uuid
 log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x4D325354  # "M2ST"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 LIVE = 0
 FAILED = 1
@@ -80,6 +80,14 @@ SCHEMA = [
         since INTEGER NOT NULL,
         PRIMARY KEY (workspace, event_uuid)
     ) WITHOUT ROWID""",
+    """CREATE TABLE events (
+        workspace INTEGER NOT NULL,
+        event_uuid TEXT NOT NULL,
+        timestamp INTEGER,
+        tags_digest BLOB,
+        selected INTEGER NOT NULL,
+        PRIMARY KEY (workspace, event_uuid)
+    ) WITHOUT ROWID""",
     """CREATE TABLE runs (
         id INTEGER PRIMARY KEY,
         command TEXT NOT NULL,
@@ -89,6 +97,19 @@ SCHEMA = [
         summary TEXT
     )""",
 ]
+
+
+def _migrate_to_2(db: sqlite3.Connection) -> None:
+    """Add the workspace binding and the table of evaluated events."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(workspaces)")}
+    for column in ("workspace_id", "source_system"):
+        if column not in columns:
+            db.execute(f"ALTER TABLE workspaces ADD COLUMN {column} TEXT")
+    db.execute(next(statement for statement in SCHEMA if statement.startswith("CREATE TABLE events")))
+
+
+# The step that brings a file from the previous schema version to each version.
+MIGRATIONS = {2: _migrate_to_2}
 
 
 def key16(text: str | None) -> bytes | None:
@@ -268,7 +289,16 @@ class StateStore:
                 f"{self.path} has schema version {version}, newer than this misp2sentinel supports ({SCHEMA_VERSION})",
                 hint="upgrade misp2sentinel",
             )
-        # Later schema versions add their migrations here, each in its own transaction.
+        if version < SCHEMA_VERSION and self.readonly:
+            raise StateError(
+                f"{self.path} has schema version {version} and needs an upgrade to {SCHEMA_VERSION}",
+                hint="run a sync without --dry-run once; it upgrades the file",
+            )
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            with self.transaction():
+                MIGRATIONS[number](db)
+                db.execute(f"PRAGMA user_version = {number}")
+            log.warning("upgraded the state file %s to schema version %d", self.path, number)
         if not self.readonly:
             db.execute("PRAGMA synchronous = FULL")
 
@@ -373,6 +403,70 @@ class StateStore:
         ).fetchone()
         return found[0] if found else None
 
+    def known_events(self, workspace: str) -> dict[str, tuple[int | None, bytes | None, bool]]:
+        """Return {event uuid: (timestamp, tags digest, selected)} of every event evaluated for a workspace."""
+        key = self.workspace_id(workspace)
+        if key is None:
+            return {}
+        cursor = self._db.execute(
+            "SELECT event_uuid, timestamp, tags_digest, selected FROM events WHERE workspace = ?", (key,)
+        )
+        return {uuid_text: (timestamp, digest, bool(selected)) for uuid_text, timestamp, digest, selected in cursor}
+
+    def live_count(self, workspace: str) -> int:
+        key = self.workspace_id(workspace)
+        if key is None:
+            return 0
+        return self._db.execute(
+            "SELECT count(*) FROM indicators WHERE workspace = ? AND status = ? AND kind = 0", (key, LIVE)
+        ).fetchone()[0]
+
+    def refresh_due(self, workspace: str, uploaded_before: int, limit: int) -> list[tuple[str, str | None]]:
+        """Return up to `limit` (stix id, event uuid) of live indicators last uploaded before
+        `uploaded_before`, oldest first. Event uuids come back in their stored 16-byte form's text."""
+        key = self.workspace_id(workspace)
+        if key is None or limit <= 0:
+            return []
+        cursor = self._db.execute(
+            "SELECT kind, stix_id, event_uuid FROM indicators WHERE workspace = ? AND status = ? AND kind = 0"
+            " AND last_upload < ? ORDER BY last_upload LIMIT ?",
+            (key, LIVE, uploaded_before, limit),
+        )
+        return [(decode_id(kind, blob), event_key) for kind, blob, event_key in cursor]
+
+    def rows_for_event_key(self, workspace: str, event_key: bytes) -> dict[str, Row]:
+        key = self.workspace_id(workspace)
+        if key is None:
+            return {}
+        cursor = self._db.execute(
+            f"SELECT {ROW_COLUMNS} FROM indicators WHERE workspace = ? AND event_uuid = ?", (key, event_key)
+        )
+        return {row.stix_id: row for row in map(_row, cursor)}
+
+    def live_event_keys(self, workspace: str) -> list[bytes]:
+        """Return the stored keys of the events that hold live indicators in a workspace."""
+        key = self.workspace_id(workspace)
+        if key is None:
+            return []
+        cursor = self._db.execute(
+            "SELECT DISTINCT event_uuid FROM indicators WHERE workspace = ? AND status = ? AND kind = 0"
+            " AND event_uuid IS NOT NULL",
+            (key, LIVE),
+        )
+        return [row[0] for row in cursor]
+
+    def live_ids(self, workspace: str) -> Iterator[tuple[str, bytes | None]]:
+        """Yield (stix id, event key) of every live indicator of a workspace."""
+        key = self.workspace_id(workspace)
+        if key is None:
+            return
+        cursor = self._db.execute(
+            "SELECT kind, stix_id, event_uuid FROM indicators WHERE workspace = ? AND status = ? AND kind = 0",
+            (key, LIVE),
+        )
+        for kind, blob, event_key in cursor:
+            yield decode_id(kind, blob), event_key
+
     def pending_events(self, workspace: str) -> list[str]:
         key = self.workspace_id(workspace)
         if key is None:
@@ -455,6 +549,23 @@ class StateStore:
                 self._db.execute(
                     "DELETE FROM pending_events WHERE workspace = ? AND event_uuid = ?", (key, event_uuid)
                 )
+
+    def record_events(self, workspace: str, events: Iterable[tuple[str, int | None, bytes | None, bool]]) -> None:
+        """Remember the events evaluated for a workspace: (uuid, timestamp, tags digest, selected)."""
+        key = self.workspace_id(workspace)
+        with self.transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO events (workspace, event_uuid, timestamp, tags_digest, selected)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(key, uuid_text, timestamp, digest, int(selected)) for uuid_text, timestamp, digest, selected in events],
+            )
+
+    def forget_events(self, workspace: str, event_uuids: Iterable[str]) -> None:
+        key = self.workspace_id(workspace)
+        with self.transaction():
+            self._db.executemany(
+                "DELETE FROM events WHERE workspace = ? AND event_uuid = ?", [(key, u) for u in event_uuids]
+            )
 
     def start_run(self, command: str, started_ms: int) -> int:
         with self.transaction():

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from misp2sentinel.clock import Clock
 from misp2sentinel.config import MispServer, TagFilter
 from misp2sentinel.errors import MispError
-from misp2sentinel.sources.normalize import events_from_document, to_int
+from misp2sentinel.sources.normalize import events_from_document, normalize_event
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class MispSource:
         publishing moves only `publish_timestamp`. With `since` None, every event is listed.
         """
         fields = ["timestamp"]
-        if self.settings.published_only:
+        if self.settings.published_only and since is not None:
             fields.append("publish_timestamp")
         listed: dict[str, int] = {}
         for field in fields:
@@ -138,6 +138,14 @@ class MispSource:
             for event in self._list_pages(window):
                 listed[event["uuid"]] = max(event["timestamp"] or 0, listed.get(event["uuid"], 0))
         return listed
+
+    def catalogue(self) -> dict[str, dict]:
+        """Return {event uuid: normalised event metadata} of every event the global filter selects.
+
+        One paged `metadata` query: each event comes with its tags, creator org, distribution and
+        timestamps but no attributes, so listing even a large MISP stays cheap.
+        """
+        return {event["uuid"]: event for event in self._list_pages({})}
 
     def _list_pages(self, window: dict) -> Iterator[dict]:
         page_size = self.settings.list_page_size
@@ -147,7 +155,7 @@ class MispSource:
             for item in batch:
                 event = item.get("Event", item) if isinstance(item, dict) else {}
                 if event.get("uuid"):
-                    yield {"uuid": event["uuid"], "timestamp": to_int(event.get("timestamp"))}
+                    yield normalize_event(event)
             if len(batch) < page_size:
                 return
             page += 1

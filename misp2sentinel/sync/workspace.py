@@ -1,0 +1,193 @@
+"""What one workspace does during a run: select, plan, batch, send and record.
+
+Creates, updates and refreshes are sent in batches as events arrive. Revocations wait until the
+end of the run, where a guard holds them back when they would withdraw more than a configured
+share of the workspace at once: a misconfigured MISP key that returns nothing looks exactly like
+everything being deleted. Held revocations are reported, make the run exit 1 and are planned again
+by the next run; `--force` lets them through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from misp2sentinel.config import Config, Workspace
+from misp2sentinel.diff import REVOKE, Action, plan_event, revocation
+from misp2sentinel.errors import WorkspaceError
+from misp2sentinel.export import BundleWriter
+from misp2sentinel.pipeline import WorkspaceFilter
+from misp2sentinel.report import RunReport
+from misp2sentinel.state import LIVE, StateStore
+
+log = logging.getLogger(__name__)
+
+
+def tags_digest(tags: list[str]) -> bytes:
+    """Return a digest of an event's tag names, to notice tag changes that move no timestamp."""
+    text = "\n".join(sorted({tag.lower() for tag in tags}))
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+
+
+class WorkspaceRun:
+    """The plan, the batches and the outcomes of one workspace in one run."""
+
+    def __init__(self, workspace: Workspace, config: Config, store: StateStore, report: RunReport,
+                 uploader, writer: BundleWriter | None, now_ms: int, *, hold_unpublished: bool, force: bool) -> None:
+        self.workspace = workspace
+        self.name = workspace.name
+        self.store = store
+        self.report = report
+        self.uploader = uploader
+        self.writer = writer
+        self.now_ms = now_ms
+        self.batch_size = config.sentinel.batch_size
+        self.lifecycle = config.lifecycle
+        self.hold_unpublished = hold_unpublished
+        self.force = force
+        self.filter = WorkspaceFilter(config.mapping, workspace.selection, report, label=f"workspace {workspace.name}")
+        self.batch: list[Action] = []
+        self.revocations: list[Action] = []
+        self.failed: str | None = None
+        self.processed: set[str] = set()
+        self.failed_events: set[str] = set()
+        self.gone_events: set[str] = set()
+        self.evaluated: dict[str, tuple[int | None, bytes, bool]] = {}
+        self.refresh_ids: set[str] = set()
+        self.highest_timestamp: int | None = None
+        self.live_at_start = store.live_count(self.name) if store.exists else 0
+
+    # Planning
+
+    def process(self, event: dict, records: list) -> None:
+        """Plan one fetched event: send its creates, updates and refreshes, keep its revocations."""
+        if self.failed:
+            return
+        event_uuid = event.get("uuid")
+        selected = list(self.filter.records(event, records))
+        rows = self.store.rows_for_event(self.name, event_uuid) if event_uuid else {}
+        hold = self.hold_unpublished and not event.get("published")
+        actions, counts = plan_event(
+            event_uuid, selected, rows, lambda stix_id: self.store.row(self.name, stix_id), self.now_ms,
+            hold_changes=hold, refresh_ids=self.refresh_ids,
+        )
+        for verb in ("unchanged", "unpublished"):
+            if counts.get(verb):
+                self.report.count(verb, counts[verb])
+        if event_uuid:
+            self.processed.add(event_uuid)
+            is_selected = self.filter.event_reason(event) is None
+            self.evaluated[event_uuid] = (event.get("timestamp"), tags_digest(event["tags"]), is_selected)
+        if event.get("timestamp") is not None:
+            self.highest_timestamp = max(self.highest_timestamp or 0, event["timestamp"])
+        for action in actions:
+            if action.verb == REVOKE:
+                self.revocations.append(action)
+                continue
+            self.batch.append(action)
+            if len(self.batch) >= self.batch_size:
+                self.flush()
+                if self.failed:
+                    return
+
+    def revoke_event(self, event_uuid: str) -> None:
+        """Plan the revocation of every live indicator of an event that MISP no longer lists."""
+        rows = self.store.rows_for_event(self.name, event_uuid) if self.store.exists else {}
+        for row in rows.values():
+            if row.status == LIVE and row.stix_id.startswith("indicator--"):
+                self.revocations.append(revocation(row, event_uuid, self.now_ms))
+        self.gone_events.add(event_uuid)
+
+    def note_listed(self, event_uuid: str, timestamp: int | None, digest: bytes) -> None:
+        """Remember an event the sweep listed but the run did not fetch, so a later tag change shows."""
+        self.evaluated.setdefault(event_uuid, (timestamp, digest, False))
+
+    # Sending
+
+    def flush(self) -> None:
+        if not self.batch or self.failed:
+            self.batch = []
+            return
+        batch, self.batch = self.batch, []
+        if self.uploader is None:
+            for action in batch:
+                self.report.count(action.verb)
+                if self.writer is not None:
+                    self.writer.write(action.stix)
+            return
+        try:
+            results = self.uploader.upload([action.stix for action in batch])
+        except WorkspaceError as error:
+            self.failed = str(error)
+            self.report.fail("workspace", str(error))
+            return
+        outcomes = []
+        for action, result in zip(batch, results):
+            outcome = action.outcome
+            outcome.ok = result.ok
+            outcome.message = result.message
+            outcomes.append(outcome)
+            if result.ok:
+                self.report.count(action.verb)
+            else:
+                self.report.fail("record", f"workspace {self.name}: {action.stix['id']} ({action.verb}) failed: {result.message}")
+                if action.event_uuid:
+                    self.failed_events.add(action.event_uuid)
+        self.store.record_outcomes(self.name, outcomes, self.now_ms)
+
+    def _guard_blocks(self) -> bool:
+        count = len(self.revocations)
+        share = self.lifecycle.guard_share * self.live_at_start
+        if self.force or count <= self.lifecycle.guard_min or count <= share:
+            return False
+        self.report.fail(
+            "revocation_guard",
+            f"workspace {self.name}: {count} revocations held back, more than {self.lifecycle.guard_share:.0%} of "
+            f"its {self.live_at_start} live indicators and more than {self.lifecycle.guard_min}; if MISP really "
+            "withdrew them, run again with --force (a MISP key that sees nothing looks the same)",
+        )
+        return True
+
+    def send_revocations(self) -> None:
+        """Send the run's revocations in batches, unless the guard holds them back."""
+        if self.failed or not self.revocations:
+            return
+        if self._guard_blocks():
+            self.failed_events.update(a.event_uuid for a in self.revocations if a.event_uuid not in self.gone_events)
+            self.gone_events.clear()
+            self.revocations = []
+            return
+        revocations, self.revocations = self.revocations, []
+        for start in range(0, len(revocations), self.batch_size):
+            self.batch = revocations[start:start + self.batch_size]
+            self.flush()
+
+    # Recording
+
+    def finish(self, source_name: str | None, selection: bytes, listed_until: int | None,
+               previously_pending: set[str], swept_at: int | None = None) -> None:
+        """Send what is left, then record evaluated and pending events, the cursor and the sweep time."""
+        self.flush()
+        self.send_revocations()
+        if self.failed or self.uploader is None:
+            return
+        store = self.store
+        if self.evaluated:
+            store.record_events(self.name, [(u, *values) for u, values in self.evaluated.items()])
+        revoked_gone = self.gone_events - self.failed_events
+        if revoked_gone:
+            store.forget_events(self.name, revoked_gone)
+        for event_uuid in self.failed_events:
+            store.set_pending(self.name, event_uuid, True, self.now_ms)
+        for event_uuid in (previously_pending & (self.processed | revoked_gone)) - self.failed_events:
+            store.set_pending(self.name, event_uuid, False, self.now_ms)
+        if source_name is None or listed_until is None:
+            return
+        if swept_at is not None:
+            store.set_cursor(self.name, f"sweep|{source_name}", selection, swept_at)
+        if self.highest_timestamp is not None:
+            current = store.cursor(self.name, source_name, selection) or 0
+            store.set_cursor(self.name, source_name, selection, max(current, min(self.highest_timestamp, listed_until)))
+        elif store.cursor(self.name, source_name, selection) is None:
+            # Nothing changed in the look-back: start the next run from the listing time.
+            store.set_cursor(self.name, source_name, selection, listed_until)
