@@ -155,5 +155,32 @@ def sync(config_path: Path, event_ref: str | None, workspace: str | None, dry_ru
     sys.exit(report.exit_code)
 
 
+@cli.command("revoke-all")
+@click.option("-c", "--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Configuration file (YAML) that still lists the workspace, with retired: true if it is being off-boarded.")
+@click.option("-w", "--workspace", required=True, help="The workspace whose indicators to withdraw.")
+@click.option("-n", "--dry-run", is_flag=True, help="Send nothing; report how many indicators would be revoked.")
+@click.option("-o", "--output", help="With --dry-run: write the revocations as a bundle (- for stdout).")
+@verbosity_options
+@reports_errors
+def revoke_all(config_path: Path, workspace: str, dry_run: bool, output: str | None) -> None:
+    """Revoke every indicator the bridge sent to one workspace, to off-board it.
+
+    \b
+    Examples:
+      misp2sentinel revoke-all --config config.yaml --workspace old-customer --dry-run
+      misp2sentinel revoke-all --config config.yaml --workspace old-customer
+    """
+    from misp2sentinel.clock import Clock
+    from misp2sentinel.config import load_config
+    from misp2sentinel.sync.revoke import run_revoke_all
+
+    if output and not dry_run:
+        raise UsageError("--output needs --dry-run")
+    report = run_revoke_all(load_config(config_path), Clock.from_environment(), workspace, dry_run=dry_run, output=output)
+    click.echo(report.summary() + ("; nothing was sent or recorded" if dry_run else ""), err=True)
+    sys.exit(report.exit_code)
+
+
 def main() -> None:
     cli(prog_name="misp2sentinel")

@@ -94,6 +94,7 @@ class Selection(Model):
     orgs: list[str] = Field(default_factory=list)
     types: list[str] = Field(default_factory=list)
     distribution: list[Annotated[int, Field(ge=0, le=4)]] = Field(default_factory=list)
+    sharing_groups: list[str] | None = None
     max_tlp: TlpName | None = None
 
 

@@ -3,7 +3,9 @@
 An event matches the tags of a selection when it (or any of its attributes) carries at least one
 `or` tag if any are given, every `and` tag (each on the event or on one of its attributes), and no
 `not` tag at event level. Names match case-insensitively and `%` matches any run of characters, as
-MISP's SQL `LIKE` does. Orgs match the creator org's name or uuid, case-insensitively.
+MISP's SQL `LIKE` does. Orgs match the creator org's name or uuid, case-insensitively. An event
+shared with a sharing group (distribution 4) is selected only when `sharing_groups` names its
+group (by id, uuid or name); with `sharing_groups` unset, `distribution` alone decides.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from functools import lru_cache
 
 from misp2sentinel.config import Selection
 from misp2sentinel.mapping.markings import TLP_RANK
+
+# MISP's distribution level 4 limits an event to the members of its sharing group.
+SHARING_GROUP_DISTRIBUTION = 4
 
 
 @lru_cache(maxsize=1024)
@@ -61,6 +66,12 @@ def event_selected(event: dict, selection: Selection) -> str | None:
             return f"its creator org {org.get('name') or org.get('uuid') or '(none)'} is not in {selection.orgs}"
     if selection.distribution and event.get("distribution") not in selection.distribution:
         return f"its distribution {event.get('distribution')} is not in {selection.distribution}"
+    if event.get("distribution") == SHARING_GROUP_DISTRIBUTION and selection.sharing_groups is not None:
+        group = event.get("sharing_group") or {}
+        names = {str(group.get(key)).lower() for key in ("id", "uuid", "name") if group.get(key)}
+        if not names & {g.lower() for g in selection.sharing_groups}:
+            shown = group.get("name") or group.get("uuid") or group.get("id") or "(unknown)"
+            return f"its sharing group {shown} is not in {selection.sharing_groups}"
     return None
 
 

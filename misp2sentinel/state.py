@@ -455,6 +455,18 @@ class StateStore:
         )
         return [row[0] for row in cursor]
 
+    def live_rows(self, workspace: str) -> Iterator[tuple[Row, bytes | None]]:
+        """Yield (row, event key) of every live indicator of a workspace."""
+        key = self.workspace_id(workspace)
+        if key is None:
+            return
+        cursor = self._db.execute(
+            f"SELECT {ROW_COLUMNS}, event_uuid FROM indicators WHERE workspace = ? AND status = ? AND kind = 0",
+            (key, LIVE),
+        )
+        for values in cursor.fetchall():
+            yield _row(values[:-1]), values[-1]
+
     def live_ids(self, workspace: str) -> Iterator[tuple[str, bytes | None]]:
         """Yield (stix id, event key) of every live indicator of a workspace."""
         key = self.workspace_id(workspace)

@@ -324,3 +324,63 @@ def test_state_remembers_sweep_and_events(stack):
         known = state.known_events("soc")
 
     assert {PHISHING_EVENT, LOADER_EVENT, C2_EVENT} <= set(known)
+
+
+# Off-boarding
+
+
+def test_revoke_all_withdraws_retired_workspace(stack):
+    stack.add_workspace("old-customer")
+    stack.write_config(lifecycle=NO_GUARD)
+    stack.sync()
+    held = {key for key in live(stack, "old-customer") if key.startswith("indicator--")}
+    config = stack.config_path.read_text().replace("name: old-customer", "name: old-customer\n  retired: true")
+    stack.config_path.write_text(config)
+
+    from misp2sentinel.config import load_config
+    from misp2sentinel.sync.revoke import run_revoke_all
+
+    dry = run_revoke_all(load_config(stack.config_path), stack.clock, "old-customer", dry_run=True)
+    report = run_revoke_all(load_config(stack.config_path), stack.clock, "old-customer")
+
+    assert dry.outcomes["revoked"] == len(held)
+    assert report.outcomes["revoked"] == len(held)
+    assert revoked(stack, "old-customer") == held
+    assert revoked(stack, "soc") == set()
+    with StateStore(stack.state_path, readonly=True) as state:
+        assert state.live_count("old-customer") == 0
+
+
+def test_source_system_rename_refused(stack):
+    stack.sync()
+    config = stack.config_path.read_text()
+    stack.config_path.write_text(config.replace("  name: soc", "  name: soc\n  source_system: MISP-renamed"))
+
+    result = stack.cli("sync", "--config", str(stack.config_path))
+
+    assert result.returncode == 2
+    assert "source system" in result.stderr
+
+
+def test_sharing_group_event_kept_from_other_customers(stack):
+    event = json.loads((EXAMPLE_FEED / f"{C2_EVENT}.json").read_text())["Event"]
+    event["uuid"] = "0c2f4d6e-8a0b-4c1d-9e2f-3a4b5c6d7e8f"
+    event["distribution"] = "4"
+    event["sharing_group_id"] = "7"
+    event["SharingGroup"] = {"id": "7", "uuid": "5f1e2d3c-4b5a-4968-8776-655443322110", "name": "Customer A"}
+    for item in event["Attribute"]:
+        item["uuid"] = str(uuid.uuid4())
+    stack.misp.add_event(event)
+    # The emulator returns the sharing group's id only, so the selections name groups by id.
+    stack.add_workspace("customer-a", selection={"sharing_groups": ["7"]})
+    stack.add_workspace("customer-b", selection={"sharing_groups": ["8"]})
+    stack.write_config(lifecycle=NO_GUARD)
+
+    stack.sync()
+
+    def events_of(name):
+        return {obj["external_references"][0]["external_id"] for obj in live(stack, name).values() if obj["type"] == "indicator"}
+
+    assert event["uuid"] in events_of("customer-a")
+    assert event["uuid"] not in events_of("customer-b")
+    assert C2_EVENT in events_of("customer-b")

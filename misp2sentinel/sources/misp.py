@@ -51,6 +51,9 @@ class MispSource:
         self._requests = requests
         self._pymisp_error = PyMISPError
         verify = str(settings.ca_bundle) if settings.ca_bundle else settings.verify_tls
+        # An explicit proxy wins over the proxy environment variables, which PyMISP also reads.
+        proxy = settings.https_proxy.get_secret_value() if settings.https_proxy is not None else None
+        proxies = {"http": proxy, "https": proxy} if proxy else None
         if not settings.verify_tls:
             log.warning("TLS verification is off for MISP at %s; anyone on the path can read the API key", settings.url)
         try:
@@ -58,6 +61,7 @@ class MispSource:
                 settings.url,
                 settings.key.get_secret_value(),
                 ssl=verify,
+                proxies=proxies,
                 timeout=settings.timeout_seconds,
                 tool="misp2sentinel",
             )
@@ -166,12 +170,12 @@ class MispSource:
         chunk = self.settings.fetch_chunk_size
         for start in range(0, len(uuids), chunk):
             part = uuids[start:start + chunk]
-            result = self._search(uuid=part, deleted=[0, 1], includeWarninglistHits=True, sg_reference_only=True)
+            result = self._search(uuid=part, deleted=[0, 1], includeWarninglistHits=True)
             yield from events_from_document(result)
 
     def fetch_one(self, reference: str) -> dict | None:
         """Fetch one event by numeric id or uuid; return None when MISP does not have it."""
         query = {"eventid": reference} if reference.isdigit() else {"uuid": reference}
-        result = self._search(deleted=[0, 1], includeWarninglistHits=True, sg_reference_only=True, **query)
+        result = self._search(deleted=[0, 1], includeWarninglistHits=True, **query)
         events = events_from_document(result) if result else []
         return events[0] if events else None

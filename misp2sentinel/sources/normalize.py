@@ -4,7 +4,7 @@ MISP writes numbers as strings (`"timestamp": "1603642920"`) and, in older expor
 booleans as `"0"`/`"1"` or `0`/`1`. The mapper sees one shape only:
 
     event = {uuid, id, info, date, timestamp, publish_timestamp, published, distribution,
-             orgc: {uuid, name} | None, tags: [name], attributes: [attribute], objects: [object]}
+             sharing_group: {id, uuid, name} | None, orgc: {uuid, name} | None, tags: [name], attributes: [attribute], objects: [object]}
     object = {uuid, name, meta_category, comment, deleted, distribution, tags: [name],
               attributes: [attribute]}
     attribute = {uuid, type, category, value, to_ids (bool | None), timestamp, first_seen,
@@ -141,6 +141,15 @@ def normalize_org(raw: Any) -> dict | None:
     return {"uuid": uuid, "name": name}
 
 
+def _sharing_group(raw: dict) -> dict | None:
+    """Return {id, uuid, name} of an event's sharing group, from `SharingGroup` or `sharing_group_id`."""
+    group = raw.get("SharingGroup") if isinstance(raw.get("SharingGroup"), dict) else {}
+    group_id = to_text(group.get("id")) or to_text(raw.get("sharing_group_id"))
+    if not group and group_id in (None, "", "0"):
+        return None
+    return {"id": group_id, "uuid": to_text(group.get("uuid")), "name": to_text(group.get("name"))}
+
+
 def normalize_event(raw: dict) -> dict:
     """Normalise one MISP event (the content of `{"Event": ...}`)."""
     return {
@@ -152,6 +161,7 @@ def normalize_event(raw: dict) -> dict:
         "publish_timestamp": to_int(raw.get("publish_timestamp")),
         "published": bool(to_bool(raw.get("published"))),
         "distribution": to_int(raw.get("distribution")),
+        "sharing_group": _sharing_group(raw),
         "orgc": normalize_org(raw.get("Orgc")),
         "tags": tag_names(raw.get("Tag"), raw.get("EventTag")),
         "attributes": [normalize_attribute(a) for a in as_list(raw.get("Attribute")) if isinstance(a, dict)],
