@@ -384,3 +384,18 @@ def test_sharing_group_event_kept_from_other_customers(stack):
     assert event["uuid"] in events_of("customer-a")
     assert event["uuid"] not in events_of("customer-b")
     assert C2_EVENT in events_of("customer-b")
+
+
+def test_event_emptied_of_attributes_revoked(stack):
+    stack.sync()
+    event = stack.misp.get_event(C2_EVENT)["Event"]
+    held = {f"indicator--{item['uuid']}" for item in event["Attribute"]} & set(live(stack))
+    later(stack)
+
+    for item in event["Attribute"]:
+        stack.misp.hard_delete_attribute(C2_EVENT, item["uuid"])
+    report = stack.sync()
+
+    assert held
+    assert held <= revoked(stack)
+    assert report.outcomes["revoked"] >= len(held)

@@ -58,6 +58,8 @@ class FetchPlan:
     uuids: list[str] = field(default_factory=list)
     listed_until: int = 0
     swept_at: int | None = None
+    # Events the sweep listed: one of them that a fetch does not return has no attribute left.
+    listed: set[str] = field(default_factory=set)
 
 
 def plan_fetch(config: Config, store: StateStore, source, runs: list[WorkspaceRun], selections: dict[str, bytes],
@@ -72,6 +74,7 @@ def plan_fetch(config: Config, store: StateStore, source, runs: list[WorkspaceRu
 
     wanted: dict[str, int] = {}
     swept_at = None
+    catalogue: dict[str, dict] = {}
     if full or _sweep_due(config, store, source.name, runs, selections, until):
         swept_at = until
         catalogue = source.catalogue()
@@ -97,7 +100,7 @@ def plan_fetch(config: Config, store: StateStore, source, runs: list[WorkspaceRu
                         wanted.setdefault(event_uuid, 0)
 
     order = sorted(wanted, key=lambda u: (wanted[u], u))
-    return FetchPlan(order, until, swept_at)
+    return FetchPlan(order, until, swept_at, set(catalogue) if swept_at is not None else set())
 
 
 def _sweep_due(config: Config, store: StateStore, source_name: str, runs, selections, until: int) -> bool:

@@ -164,15 +164,24 @@ def _run(config: Config, clock: Clock, store: StateStore, report: RunReport, wor
 
         events = read_sources(list(config.sources), report)
 
+    fetched: set[str] = set()
     for event in events:
         if stop.is_set():
             _stop_early(runs, selections, pending, "stopped by a signal")
+        fetched.add(event.get("uuid"))
         records = map_records(event, config.mapping, now, report)
         for run in runs:
             run.process(event, records)
         # The limit is checked after an event, so every run makes progress however short the limit.
         if stop.deadline is not None and clock.monotonic() >= stop.deadline:
             _stop_early(runs, selections, pending, "the --max-duration time limit was reached")
+
+    if plan is not None:
+        # MISP leaves out of a fetch with deleted attributes an event that has no attribute row at
+        # all, so a listed event missing from the fetch has lost every attribute.
+        for event_uuid in (set(plan.uuids) & plan.listed) - fetched:
+            for run in runs:
+                run.revoke_event(event_uuid, gone=False)
 
     for run in runs:
         if plan is None:

@@ -90,13 +90,15 @@ class WorkspaceRun:
                 if self.failed:
                     return
 
-    def revoke_event(self, event_uuid: str) -> None:
-        """Plan the revocation of every live indicator of an event that MISP no longer lists."""
+    def revoke_event(self, event_uuid: str, *, gone: bool = True) -> None:
+        """Plan the revocation of every live indicator of an event that MISP no longer lists
+        (`gone`), or that it lists but returns without any attribute."""
         rows = self.store.rows_for_event(self.name, event_uuid) if self.store.exists else {}
         for row in rows.values():
             if row.status == LIVE and row.stix_id.startswith("indicator--"):
                 self.revocations.append(revocation(row, event_uuid, self.now_ms))
-        self.gone_events.add(event_uuid)
+        if gone:
+            self.gone_events.add(event_uuid)
 
     def note_listed(self, event_uuid: str, timestamp: int | None, digest: bytes) -> None:
         """Remember an event the sweep listed but the run did not fetch, so a later tag change shows."""
