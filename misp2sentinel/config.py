@@ -98,25 +98,67 @@ class Selection(Model):
     max_tlp: TlpName | None = None
 
 
-class LifetimeDays(Model):
-    """Days an indicator stays valid after its reference time, per indicator kind."""
+Days = int | Literal["never"]
 
-    ip: Annotated[int, Field(ge=1)] = 30
-    domain: Annotated[int, Field(ge=1)] = 90
-    url: Annotated[int, Field(ge=1)] = 90
-    email: Annotated[int, Field(ge=1)] = 180
-    file_hash: Annotated[int, Field(ge=1)] = 365
-    file_name: Annotated[int, Field(ge=1)] = 180
-    other: Annotated[int, Field(ge=1)] = 90
+# STIX 2.1 indicator-type-ov, the values `mapping.default_indicator_type` may take.
+IndicatorType = Literal[
+    "anomalous-activity", "anonymization", "benign", "compromised", "malicious-activity", "attribution", "unknown"
+]
+
+
+class LifetimeDays(Model):
+    """Days an indicator stays valid after its reference time, per indicator kind; `never` sends
+    no `valid_until`, so the indicator stays valid until it is revoked."""
+
+    ip: Days = 30
+    domain: Days = 90
+    url: Days = 90
+    email: Days = 180
+    email_message: Days = 180
+    file_hash: Days = 365
+    file_name: Days = 180
+    x509: Days = 365
+    network_fingerprint: Days = 180
+    user_agent: Days = 90
+    registry: Days = 365
+    mutex: Days = 365
+    asn: Days = 90
+    rule: Days = 365
+    other: Days = 90
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _check_days(cls, value: Any) -> Any:
+        if value == "never":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError("expected a whole number of days, 1 or more, or never")
+        return value
+
+
+class SanityFilter(Model):
+    """The mapper's local filter for values that match everyone or nothing; each check has a switch."""
+
+    non_public_addresses: bool = True
+    ipv4_min_prefix: Annotated[int, Field(ge=0, le=32)] = 16
+    ipv6_min_prefix: Annotated[int, Field(ge=0, le=128)] = 32
+    empty_content_hashes: bool = False
 
 
 class MappingSettings(Model):
     default_tlp: TlpName = "amber"
     max_tlp: TlpName = "amber"
+    tlp_version: Literal[1, 2] = 1
     default_confidence: Annotated[int, Field(ge=0, le=100)] = 50
+    use_decay_score: bool = False
+    default_indicator_type: IndicatorType = "malicious-activity"
+    pattern_style: Literal["simple", "combined"] = "simple"
     lifetime_days: LifetimeDays = Field(default_factory=LifetimeDays)
+    use_last_seen: bool = True
+    sanity: SanityFilter = Field(default_factory=SanityFilter)
     misp_url: str | None = None
     include_identities: bool = True
+    include_attack_patterns: bool = False
 
 
 class MispServer(Model):

@@ -23,6 +23,10 @@ DUPLICATE = "duplicate"
 WARNINGLIST = "warninglist"
 NOT_SELECTED = "not_selected"
 UNPUBLISHED = "unpublished"
+# The mapper's local sanity filter (each reason has its own switch under `mapping.sanity`).
+NON_PUBLIC_ADDRESS = "non_public_address"
+BROAD_CIDR = "broad_cidr"
+EMPTY_CONTENT_HASH = "empty_content_hash"
 
 
 @dataclass(frozen=True, slots=True)

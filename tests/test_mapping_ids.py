@@ -181,7 +181,7 @@ def determinism_event() -> dict:
     attributes = [
         misp_attribute("ip-dst", "198.51.100.7", uuid=ATTRIBUTE_UUID, tags=("tlp:green", "kill-chain:c2")),
         misp_attribute("domain|ip", "example.com|2001:db8::1", uuid=None),
-        misp_attribute("filename|sha1", "a'b.exe|da39a3ee5e6b4b0d3255bfef95601890afd80709", uuid="bad-uuid"),
+        misp_attribute("filename|sha1", "a'b.exe|a9993e364706816aba3e25717850c26c9cd0d89d", uuid="bad-uuid"),
         misp_attribute("md5", "xyz"),
     ]
     inside = misp_attribute("url", "https://example.com/x", first_seen="2025-11-01T08:30:00.000000+00:00")

@@ -31,7 +31,7 @@ FIRST_SEEN = datetime(2025, 11, 1, 8, 30, 0, tzinfo=UTC)
 FIRST_SEEN_TEXT = "2025-11-01T08:30:00.000000+00:00"
 DAYS = LifetimeDays(ip=11, domain=12, url=13, email=14, file_hash=15, file_name=16, other=17)
 SETTINGS = MappingSettings(lifetime_days=DAYS)
-MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+MD5 = "900150983cd24fb0d6963f7d28e17f72"
 
 
 def from_epoch(seconds: int) -> datetime:
@@ -238,3 +238,65 @@ def test_stale_domain_ip_each_half():
 
     assert [i["pattern"] for i in mapped.indicators] == ["[domain-name:value = 'example.com']"]
     assert mapped.skip_reasons() == [STALE]
+
+
+# never, use_last_seen and the kinds of the newer types
+
+
+def test_valid_until_never_omitted():
+    settings = MappingSettings(lifetime_days=LifetimeDays(ip="never"))
+
+    indicator = map_one(misp_attribute("ip-dst", "198.51.100.7"), settings).only
+
+    assert "valid_until" not in indicator
+
+
+def test_valid_until_never_not_stale():
+    settings = MappingSettings(lifetime_days=LifetimeDays(ip="never"))
+    attribute = misp_attribute("ip-dst", "198.51.100.7", last_seen="2015-06-01T00:00:00.000000+00:00")
+
+    mapped = map_one(attribute, settings)
+
+    assert len(mapped.indicators) == 1
+    assert mapped.skips == []
+
+
+def test_valid_until_never_only_for_its_kind():
+    settings = MappingSettings(lifetime_days=LifetimeDays(domain="never", ip=11))
+
+    domain, address = map_one(misp_attribute("domain|ip", "example.com|198.51.100.7"), settings).indicators
+
+    assert "valid_until" not in domain
+    assert stix_time(address["valid_until"]) == NOW + timedelta(days=11)
+
+
+def test_last_seen_ignored_when_off():
+    settings = MappingSettings(lifetime_days=DAYS, use_last_seen=False)
+    attribute = misp_attribute("ip-dst", "198.51.100.7", last_seen="2025-06-01T00:00:00.000000+00:00")
+
+    indicator = map_one(attribute, settings).only
+
+    assert stix_time(indicator["valid_until"]) == NOW + timedelta(days=DAYS.ip)
+
+
+@pytest.mark.parametrize("days", [0, -3, "forever", "30", True, 1.5])
+def test_lifetime_days_validated(days):
+    with pytest.raises(ValueError, match="whole number of days"):
+        LifetimeDays(ip=days)
+
+
+def test_lifetime_days_cover_every_kind():
+    from misp2sentinel.mapping.reference import EXAMPLES
+    from misp2sentinel.mapping.types import BUILDERS, build_parts
+
+    kinds = {part.kind for name in BUILDERS for part in build_parts(name, EXAMPLES[name], "AA==")}
+
+    assert kinds == set(LifetimeDays.model_fields)
+
+
+def test_created_never_after_run_time():
+    future = str(epoch(NOW + timedelta(days=3)))
+
+    indicator = map_one(misp_attribute("ip-dst", "198.51.100.7", timestamp=future)).only
+
+    assert stix_time(indicator["created"]) == NOW

@@ -237,3 +237,115 @@ def test_confidence_object_sibling_tag():
     event = misp_event(objects=(misp_object("ip-port", tagged, ip()),), tags=(confidence_tag("rarely-confident"),))
 
     assert map_raw(event).only["confidence"] == 75
+
+
+# TLP tags kept, TLP 2.0 ids and amber+strict
+
+TLP2 = {
+    "clear": "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487",
+    "green": "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb",
+    "amber": "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421",
+    "amber+strict": "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003",
+    "red": "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1",
+}
+
+
+def test_tlp_white_and_clear_together():
+    assert marking(map_one(ip("tlp:white", "tlp:clear"))) == [TLP_WHITE]
+
+
+def test_tlp_original_tags_in_labels():
+    labels = map_one(ip("TLP:Amber"), tags=("tlp:white",)).only["labels"]
+
+    assert "TLP:Amber" in labels
+    assert "tlp:white" in labels
+
+
+def test_tlp_amber_strict_label_kept():
+    settings = MappingSettings(max_tlp="amber+strict")
+
+    indicator = map_one(ip(), settings, tags=("TLP:AMBER+STRICT",)).only
+
+    assert indicator["object_marking_refs"] == [TLP_AMBER]
+    assert "TLP:AMBER+STRICT" in indicator["labels"]
+    assert "tlp:amber+strict" not in indicator["labels"]
+
+
+def test_tlp_amber_strict_label_from_object_tag():
+    settings = MappingSettings(max_tlp="amber+strict")
+    tagged = misp_attribute("text", "note", to_ids=False, tags=("tlp:amber+strict",))
+    event = misp_event(objects=(misp_object("ip-port", tagged, ip()),))
+
+    labels = map_raw(event, settings).only["labels"]
+
+    assert "tlp:amber+strict" in labels
+
+
+@pytest.mark.parametrize("level", ["clear", "green", "amber", "amber+strict", "red"])
+def test_tlp_version_2_ids(level):
+    settings = MappingSettings(max_tlp="red", tlp_version=2)
+
+    assert marking(map_one(ip(f"tlp:{level}"), settings)) == [TLP2[level]]
+
+
+def test_tlp_version_2_white_is_clear():
+    settings = MappingSettings(tlp_version=2)
+
+    assert marking(map_one(ip("tlp:white"), settings)) == [TLP2["clear"]]
+
+
+def test_tlp_version_2_default():
+    settings = MappingSettings(tlp_version=2, default_tlp="green")
+
+    assert marking(map_one(ip(), settings)) == [TLP2["green"]]
+
+
+def test_tlp_version_rejects_other_values():
+    with pytest.raises(ValueError):
+        MappingSettings(tlp_version=3)
+
+
+# Chatham House Rule
+
+
+CHR_SETTINGS = MappingSettings(misp_url="https://misp.example.org")
+
+
+def assert_source_removed(indicator: dict) -> None:
+    assert "created_by_ref" not in indicator
+    assert all(reference["source_name"] != "MISP" for reference in indicator.get("external_references", []))
+    assert "Test event" not in indicator.get("description", "")
+
+
+def test_chr_attribute_tag_removes_source():
+    mapped = map_one(ip("tlp:ex:chr"), CHR_SETTINGS)
+
+    assert_source_removed(mapped.only)
+    assert "tlp:ex:chr" in mapped.only["labels"]
+
+
+def test_chr_event_tag_removes_identity():
+    mapped = map_one(ip(), CHR_SETTINGS, tags=("TLP:EX:CHR", "tlp:green"))
+
+    assert_source_removed(mapped.only)
+    assert mapped.identities == []
+    assert marking(mapped) == [TLP_GREEN]
+
+
+def test_chr_object_tag_removes_source():
+    tagged = misp_attribute("text", "note", to_ids=False, tags=("tlp:ex:chr",))
+    event = misp_event(ip("tlp:green"), objects=(misp_object("ip-port", tagged, ip()),))
+
+    inside, outside = sorted(map_raw(event, CHR_SETTINGS).indicators, key=lambda item: "created_by_ref" in item)
+
+    assert_source_removed(inside)
+    assert "created_by_ref" in outside
+    assert outside["external_references"][0]["source_name"] == "MISP"
+
+
+def test_chr_keeps_attack_references():
+    attack = 'misp-galaxy:mitre-attack-pattern="Spearphishing Attachment - T1566.001"'
+
+    indicator = map_one(ip("tlp:ex:chr", attack), CHR_SETTINGS).only
+
+    assert [reference["external_id"] for reference in indicator["external_references"]] == ["T1566.001"]

@@ -1,7 +1,10 @@
-"""Build indicator records from a normalised MISP event.
+"""Build STIX records from a normalised MISP event.
 
 `map_event` is pure and deterministic: the same event, settings and run time give the same records.
 It does no I/O and builds plain dicts, never stix2 objects, because the mapper is on the hot path.
+Each attribute goes through the same gates in order: deleted, `to_ids`, warninglist hit, a type
+and value that make a pattern, TLP at most the maximum, the sanity filter, and a lifetime that
+has not ended. Every attribute that is not sent yields a `Skip` with its reason.
 """
 
 from __future__ import annotations
@@ -9,19 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 
 from misp2sentinel.config import MappingSettings
-from misp2sentinel.mapping import ids, lifetime
-from misp2sentinel.mapping.markings import (
-    TLP_MARKING_IDS,
-    TLP_NAMES,
-    TLP_RANK,
-    confidence_from_tags,
-    is_tlp_tag,
-    tlp_rank,
-)
-from misp2sentinel.mapping.patterns import InvalidPart, InvalidValue, UnsupportedType, build_parts
+from misp2sentinel.mapping import ids, lifetime, stix_objects
+from misp2sentinel.mapping.context import build_context, clusters_from
+from misp2sentinel.mapping.indicator import Shared, indicator, shared_properties, tag_labels
+from misp2sentinel.mapping.markings import EMPTY, TLP_NAMES, TLP_RANK, summarize
+from misp2sentinel.mapping.objects import ObjectContext, joined_comparison, relation_builder
+from misp2sentinel.mapping.parts import InvalidPart, Part, combined_comparisons, combined_pattern
+from misp2sentinel.mapping.sanity import sanity_skip
+from misp2sentinel.mapping.types import UnsupportedType, build_parts, short_name
+from misp2sentinel.mapping.values import InvalidValue
 from misp2sentinel.report import (
     ABOVE_MAX_TLP,
     DELETED,
@@ -32,6 +33,8 @@ from misp2sentinel.report import (
     WARNINGLIST,
     Skip,
 )
+
+COMBINED = "combined"
 
 
 @dataclass(slots=True)
@@ -54,24 +57,29 @@ class Record:
         return self.stix["id"]
 
 
-@lru_cache(maxsize=1)
 def _ids_defaults() -> dict[str, bool]:
     """Return MISP's default `to_ids` per type, read from PyMISP's describeTypes.json without
     importing PyMISP (which costs start-up time the export path does not need)."""
-    import importlib.util
-    import json
-    import os
+    global _IDS_DEFAULTS
+    if _IDS_DEFAULTS is None:
+        import importlib.util
+        import json
+        import os
 
-    spec = importlib.util.find_spec("pymisp")
-    if spec is None or not spec.submodule_search_locations:
-        return {}
-    path = os.path.join(spec.submodule_search_locations[0], "data", "describeTypes.json")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            defaults = json.load(handle)["result"]["sane_defaults"]
-    except (OSError, ValueError, KeyError):
-        return {}
-    return {name: bool(entry.get("to_ids")) for name, entry in defaults.items()}
+        _IDS_DEFAULTS = {}
+        spec = importlib.util.find_spec("pymisp")
+        if spec is not None and spec.submodule_search_locations:
+            path = os.path.join(spec.submodule_search_locations[0], "data", "describeTypes.json")
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    defaults = json.load(handle)["result"]["sane_defaults"]
+                _IDS_DEFAULTS = {name: bool(entry.get("to_ids")) for name, entry in defaults.items()}
+            except (OSError, ValueError, KeyError):
+                pass
+    return _IDS_DEFAULTS
+
+
+_IDS_DEFAULTS: dict[str, bool] | None = None
 
 
 def default_to_ids(attribute_type: str) -> bool:
@@ -79,7 +87,7 @@ def default_to_ids(attribute_type: str) -> bool:
 
 
 class EventContext:
-    """What every record of one event shares, computed once per event."""
+    """The shared context of one event's records, computed once per event."""
 
     def __init__(self, event: dict, settings: MappingSettings, now: datetime) -> None:
         self.event = event
@@ -89,28 +97,39 @@ class EventContext:
         self.event_uuid = ids.canonical_uuid(event.get("uuid")) or event.get("uuid")
         self.default_rank = TLP_RANK[settings.default_tlp]
         self.max_rank = TLP_RANK[settings.max_tlp]
-        self.event_tags = event["tags"]
-        self.event_rank = tlp_rank(self.event_tags)
-        self.event_confidence = confidence_from_tags(self.event_tags)
-        self.identity = _identity(event, now) if event.get("orgc") else None
-        self.external_references = _external_references(event, self.event_uuid, settings.misp_url)
+        self.tags = event["tags"]
+        self.summary = summarize(self.tags)
+        self.tag_labels = tag_labels(self.tags)
+        self.clusters = clusters_from(self.tags, event.get("galaxies"))
+        self.context = build_context(self.clusters)
+        self.org = event.get("orgc")
+        self.identity = stix_objects.identity(self.org, now) if self.org else None
+        self.external_references = _external_references(self.event_uuid, settings.misp_url)
         self.event_note = f"MISP event: {event['info']}" if event.get("info") else None
+        self.attack_patterns: set[str] = set()
+
+    def skip(self, attribute: dict, reason: str, detail: str) -> Skip:
+        return Skip(reason, detail, self.event_uuid, attribute.get("uuid"), attribute.get("type"))
 
 
 def map_event(event: dict, settings: MappingSettings, now: datetime) -> Iterator[Record | Skip]:
     """Yield the records of an event (its creator's identity first, when enabled) and the skips."""
     context = EventContext(event, settings, now)
-    if context.identity is not None and settings.include_identities:
-        yield context.identity
+    if context.identity is not None and settings.include_identities and not context.summary.chatham_house:
+        yield _identity_record(context.identity, context.org)
     for attribute in event["attributes"]:
-        yield from _map_attribute(context, attribute, None, [])
+        yield from _map_attribute(context, attribute, None)
     for misp_object in event["objects"]:
-        object_tags = [tag for attribute in misp_object["attributes"] for tag in attribute["tags"]]
-        for attribute in misp_object["attributes"]:
-            if misp_object["deleted"]:
-                yield _skip(context, attribute, DELETED, f"its object {misp_object['uuid']} is deleted")
-                continue
-            yield from _map_attribute(context, attribute, misp_object, object_tags)
+        if misp_object["deleted"]:
+            for attribute in misp_object["attributes"]:
+                yield context.skip(attribute, DELETED, f"its object {misp_object['uuid']} is deleted")
+            continue
+        object_context = ObjectContext(misp_object, event)
+        if settings.pattern_style == COMBINED:
+            yield from _map_object_combined(context, object_context)
+        else:
+            for attribute in misp_object["attributes"]:
+                yield from _map_attribute(context, attribute, object_context)
 
 
 def _warninglist_names(warnings) -> str:
@@ -121,188 +140,238 @@ def _warninglist_names(warnings) -> str:
     return ", ".join(names)
 
 
-def _skip(context: EventContext, attribute: dict, reason: str, detail: str) -> Skip:
-    return Skip(reason, detail, context.event_uuid, attribute.get("uuid"), attribute.get("type"))
-
-
-def _map_attribute(
-    context: EventContext, attribute: dict, misp_object: dict | None, object_tags: list[str]
-) -> Iterator[Record | Skip]:
+def _parts(context: EventContext, attribute: dict, misp_object: ObjectContext | None) -> list | Skip:
+    """Return the checked parts of an attribute, or the Skip that stops it before its TLP is known."""
     attribute_type = attribute["type"]
     if attribute["deleted"]:
-        yield _skip(context, attribute, DELETED, "the attribute is deleted")
-        return
+        return context.skip(attribute, DELETED, "the attribute is deleted")
     to_ids = attribute["to_ids"]
     if to_ids is None:
         to_ids = default_to_ids(attribute_type)
     if not to_ids:
-        yield _skip(context, attribute, NOT_IDS, "to_ids is off")
-        return
+        return context.skip(attribute, NOT_IDS, "to_ids is off")
     if attribute["warnings"]:
-        yield _skip(context, attribute, WARNINGLIST, f"hits the warninglists {_warninglist_names(attribute['warnings'])}")
-        return
-
+        return context.skip(attribute, WARNINGLIST, f"hits the warninglists {_warninglist_names(attribute['warnings'])}")
     try:
-        parts = build_parts(attribute_type, attribute["value"])
+        builder = None
+        if misp_object is not None:
+            builder = relation_builder(misp_object.name, attribute.get("object_relation"), attribute_type)
+        if builder is None:
+            parts = build_parts(attribute_type, attribute["value"], attribute.get("data"))
+        elif attribute["value"] is None:
+            raise InvalidValue("the value is missing")
+        else:
+            parts = builder(attribute_type, attribute["value"])
     except UnsupportedType as error:
-        yield _skip(context, attribute, UNSUPPORTED_TYPE, str(error))
-        return
+        detail = str(error)
+        if misp_object is not None:
+            detail += f" (relation {attribute.get('object_relation')} of object {misp_object.name})"
+        return context.skip(attribute, UNSUPPORTED_TYPE, detail)
     except InvalidValue as error:
-        yield _skip(context, attribute, INVALID_VALUE, str(error))
-        return
+        return context.skip(attribute, INVALID_VALUE, str(error))
+    if misp_object is not None and misp_object.rule_name:
+        # A rule object (yara, sigma) names its rule in a sibling attribute.
+        for part in parts:
+            if isinstance(part, Part) and part.pattern_type != "stix":
+                part.name = misp_object.rule_name
+    return parts
 
-    own_tags = attribute["tags"]
-    local_tags = own_tags + object_tags if object_tags else own_tags
-    ranks = [r for r in (tlp_rank(local_tags), context.event_rank) if r is not None]
-    rank = max(ranks) if ranks else context.default_rank
+
+def _rank(context: EventContext, own, object_summary) -> int:
+    ranks = [rank for rank in (own.tlp_rank, object_summary.tlp_rank, context.summary.tlp_rank) if rank is not None]
+    return max(ranks) if ranks else context.default_rank
+
+
+def _filtered(context: EventContext, parts: list) -> list:
+    """Replace the parts that the sanity filter rejects with InvalidParts carrying its reason."""
+    checked = []
+    for part in parts:
+        if isinstance(part, Part):
+            rejected = sanity_skip(part, context.settings.sanity)
+            if rejected is not None:
+                part = InvalidPart(part.part, rejected[1], rejected[0])
+        checked.append(part)
+    return checked
+
+
+def _map_attribute(context: EventContext, attribute: dict, misp_object: ObjectContext | None) -> Iterator[Record | Skip]:
+    parts = _parts(context, attribute, misp_object)
+    if isinstance(parts, Skip):
+        yield parts
+        return
+    own = summarize(attribute["tags"])
+    object_summary = misp_object.summary if misp_object is not None else EMPTY
+    rank = _rank(context, own, object_summary)
     if rank > context.max_rank:
-        detail = f"TLP {TLP_NAMES[rank]} is above the maximum {context.settings.max_tlp}"
-        yield _skip(context, attribute, ABOVE_MAX_TLP, detail)
+        yield context.skip(attribute, ABOVE_MAX_TLP, f"TLP {TLP_NAMES[rank]} is above the maximum {context.settings.max_tlp}")
         return
 
-    start = lifetime.valid_from(attribute, context.event, context.now)
+    parts = _filtered(context, parts)
+    if context.settings.pattern_style == COMBINED and misp_object is None:
+        parts = _combine_attribute(context, parts)
+    shared = shared_properties(context, [attribute], misp_object, own, object_summary, rank)
     source, valid_uuid = ids.attribute_source(attribute, context.event)
-    shared = _shared_properties(context, attribute, misp_object, local_tags, rank, start)
     first = True
     for part in parts:
         if isinstance(part, InvalidPart):
-            yield _skip(context, attribute, INVALID_VALUE, f"{part.part}: {part.message}")
+            yield context.skip(attribute, part.reason or INVALID_VALUE, f"{part.part}: {part.message}")
             first = False
             continue
-        days = getattr(context.settings.lifetime_days, part.kind)
-        until = lifetime.valid_until(attribute, start, context.now, days)
-        if until <= context.now:
-            detail = f"valid_until {lifetime.stix_timestamp(until)} is already past ({part.kind} lifetime {days} days)"
-            yield _skip(context, attribute, STALE, detail)
+        until = _valid_until(context, attribute, part, shared)
+        if isinstance(until, Skip):
+            yield until
             first = False
             continue
-        stix = _indicator(context, shared, part, attribute, misp_object, until)
+        notes = _notes(context, attribute, part, misp_object, shared)
+        stix = indicator(context, shared, part, notes, until)
         stix["id"] = ids.indicator_id(source, part.part, 0, first=first, valid_uuid=valid_uuid)
-        yield Record(
-            stix=stix,
-            source=source,
-            part=part.part,
-            first=first,
-            valid_uuid=valid_uuid,
-            event_uuid=context.event_uuid,
-            attribute_uuid=attribute.get("uuid"),
-            attribute_type=attribute_type,
-            tlp_rank=rank,
-            timestamp=attribute.get("timestamp"),
-        )
+        yield Record(stix, source, part.part, first, valid_uuid, context.event_uuid, attribute.get("uuid"),
+                     attribute["type"], rank, attribute.get("timestamp"))
+        yield from _attack_pattern_records(context, shared, stix, attribute, rank)
         first = False
 
 
-def _shared_properties(
-    context: EventContext,
-    attribute: dict,
-    misp_object: dict | None,
-    local_tags: list[str],
-    rank: int,
-    start: datetime,
-) -> dict:
-    """Compute what every part of one attribute has in common."""
-    confidence = confidence_from_tags(local_tags)
-    if confidence is None:
-        confidence = context.event_confidence
-    if confidence is None:
-        confidence = context.settings.default_confidence
-
-    labels = []
-    for tag in context.event_tags + local_tags:
-        if not is_tlp_tag(tag) and tag not in labels:
-            labels.append(tag)
-    if rank == TLP_RANK["amber+strict"]:
-        labels.append("tlp:amber+strict")
-    labels.append(f'misp:type="{attribute["type"]}"')
-    if attribute.get("category"):
-        labels.append(f'misp:category="{attribute["category"]}"')
-
-    created_at = lifetime.from_epoch(attribute["timestamp"]) if attribute.get("timestamp") else start
-    return {
-        "created": lifetime.stix_timestamp(min(created_at, context.now)),
-        "valid_from": lifetime.stix_timestamp(start),
-        "confidence": confidence,
-        "labels": labels,
-        "marking": TLP_MARKING_IDS[TLP_NAMES[rank]],
-    }
+def _valid_until(context: EventContext, attribute: dict, part: Part, shared: Shared):
+    """Return the end of validity (None for never), or the Skip when it has already passed."""
+    days = getattr(context.settings.lifetime_days, part.kind)
+    until = lifetime.valid_until(attribute, shared.valid_from, context.now, days, context.settings.use_last_seen)
+    if until is not None and until <= context.now:
+        detail = f"valid_until {lifetime.stix_timestamp(until)} is already past ({part.kind} lifetime {days} days)"
+        return context.skip(attribute, STALE, detail)
+    return until
 
 
-def _indicator(
-    context: EventContext,
-    shared: dict,
-    part,
-    attribute: dict,
-    misp_object: dict | None,
-    until: datetime,
-) -> dict:
+def _notes(context: EventContext, attribute: dict, part: Part, misp_object: ObjectContext | None, shared: Shared) -> list[str]:
     notes = []
-    if attribute.get("comment"):
-        notes.append(attribute["comment"].strip())
+    comment = (attribute.get("comment") or "").strip()
+    if comment:
+        notes.append(comment)
     notes.extend(part.notes)
     if misp_object is not None:
-        relation = attribute.get("object_relation") or attribute["type"]
-        notes.append(f"MISP object: {misp_object['name']} (relation {relation}).")
-    if context.event_note:
+        notes.extend(misp_object.notes(attribute))
+    if context.event_note and not shared.chatham_house:
         notes.append(context.event_note)
-
-    stix = {
-        "type": "indicator",
-        "spec_version": "2.1",
-        "id": "",
-        "created": shared["created"],
-        "modified": context.modified,
-        "name": part.name,
-        "description": "\n".join(notes),
-        "indicator_types": ["malicious-activity"],
-        "pattern": part.pattern,
-        "pattern_type": "stix",
-        "pattern_version": "2.1",
-        "valid_from": shared["valid_from"],
-        "valid_until": lifetime.stix_timestamp(until),
-        "labels": shared["labels"] + [label for label in part.labels if label not in shared["labels"]],
-        "confidence": shared["confidence"],
-        "object_marking_refs": [shared["marking"]],
-    }
-    if not stix["description"]:
-        del stix["description"]
-    if context.identity is not None:
-        stix["created_by_ref"] = context.identity.stix["id"]
-    if context.external_references:
-        stix["external_references"] = context.external_references
-    return stix
+    return notes
 
 
-def _identity(event: dict, now: datetime) -> Record | None:
-    org = event["orgc"]
-    identity = ids.identity_id(org)
-    if identity is None:
-        return None
-    moment = lifetime.stix_timestamp(now)
-    stix = {
-        "type": "identity",
-        "spec_version": "2.1",
-        "id": identity,
-        "created": moment,
-        "modified": moment,
-        "name": org.get("name") or org.get("uuid"),
-        "identity_class": "organization",
-    }
-    return Record(
-        stix=stix,
-        source=org.get("uuid") or org.get("name"),
-        part="identity",
-        first=True,
-        valid_uuid=False,
-        event_uuid=None,
-        attribute_uuid=None,
-        attribute_type=None,
-        tlp_rank=0,
-        timestamp=None,
-    )
+def _combine_attribute(context: EventContext, parts: list) -> list:
+    """Join the valid parts of a composite attribute into one combined part (pattern style `combined`)."""
+    valid = [part for part in parts if isinstance(part, Part) and part.comparison is not None]
+    if len(valid) < 2 and not any(part.extra for part in valid):
+        return parts
+    combined = _combined_part(context, valid)
+    return [part for part in parts if not isinstance(part, Part)] + [combined]
 
 
-def _external_references(event: dict, event_uuid: str | None, misp_url: str | None) -> list[dict]:
+def _combined_part(context: EventContext, parts: list[Part]) -> Part:
+    """Return one part whose pattern joins `parts`; it takes the shortest lifetime among their kinds."""
+    lifetimes = context.settings.lifetime_days
+
+    def days(kind: str) -> float:
+        value = getattr(lifetimes, kind)
+        return float("inf") if value == "never" else value
+
+    kind = min((part.kind for part in parts), key=days)
+    combined = Part(COMBINED, kind, short_name(", ".join(part.name for part in parts)))
+    combined.pattern_text = combined_pattern(combined_comparisons(parts))
+    for part in parts:
+        combined.notes.extend(note for note in part.notes if note not in combined.notes)
+        combined.labels.extend(label for label in part.labels if label not in combined.labels)
+    return combined
+
+
+def _map_object_combined(context: EventContext, misp_object: ObjectContext) -> Iterator[Record | Skip]:
+    """Map an object to one indicator whose pattern joins every exportable attribute (pattern style `combined`).
+
+    Detection rules in the object cannot join a STIX pattern and stay indicators of their own.
+    """
+    rank = _rank(context, EMPTY, misp_object.summary)
+    members: list[tuple[dict, Part]] = []
+    for attribute in misp_object.object["attributes"]:
+        parts = _parts(context, attribute, misp_object)
+        if isinstance(parts, Skip):
+            yield parts
+            continue
+        if rank > context.max_rank:
+            yield context.skip(attribute, ABOVE_MAX_TLP, f"TLP {TLP_NAMES[rank]} is above the maximum {context.settings.max_tlp}")
+            continue
+        for part in _filtered(context, parts):
+            if isinstance(part, InvalidPart):
+                yield context.skip(attribute, part.reason or INVALID_VALUE, f"{part.part}: {part.message}")
+            elif part.pattern_type != "stix":
+                yield from _map_rule_in_object(context, attribute, misp_object, part, rank)
+            else:
+                relation = attribute.get("object_relation")
+                part.joined = part.joined or joined_comparison(misp_object.name, relation, part.comparison)
+                members.append((attribute, part))
+    if not members:
+        return
+
+    attributes = []
+    for attribute, _ in members:
+        if all(attribute is not known for known in attributes):
+            attributes.append(attribute)
+    shared = shared_properties(context, attributes, misp_object, EMPTY, misp_object.summary, rank)
+    live = []
+    untils = []
+    for attribute, part in members:
+        until = _valid_until(context, attribute, part, shared)
+        if isinstance(until, Skip):
+            yield until
+            continue
+        live.append(part)
+        if until is not None:
+            untils.append(until)
+    if not live:
+        return
+    combined = _combined_part(context, live)
+    notes = misp_object.notes(None)
+    if context.event_note and not shared.chatham_house:
+        notes.append(context.event_note)
+    stix = indicator(context, shared, combined, notes, min(untils) if untils else None)
+    stix["id"] = ids.indicator_id(misp_object.source, COMBINED, 0, first=False, valid_uuid=misp_object.valid_uuid)
+    timestamps = [attribute["timestamp"] for attribute in attributes if attribute.get("timestamp")]
+    yield Record(stix, misp_object.source, COMBINED, False, misp_object.valid_uuid, context.event_uuid, None,
+                 f"object:{misp_object.name}", rank, max(timestamps) if timestamps else None)
+    yield from _attack_pattern_records(context, shared, stix, None, rank)
+
+
+def _map_rule_in_object(context, attribute, misp_object, part, rank) -> Iterator[Record | Skip]:
+    own = summarize(attribute["tags"])
+    shared = shared_properties(context, [attribute], misp_object, own, misp_object.summary, rank)
+    until = _valid_until(context, attribute, part, shared)
+    if isinstance(until, Skip):
+        yield until
+        return
+    stix = indicator(context, shared, part, _notes(context, attribute, part, misp_object, shared), until)
+    source, valid_uuid = ids.attribute_source(attribute, context.event)
+    stix["id"] = ids.indicator_id(source, part.part, 0, first=True, valid_uuid=valid_uuid)
+    yield Record(stix, source, part.part, True, valid_uuid, context.event_uuid, attribute.get("uuid"),
+                 attribute["type"], rank, attribute.get("timestamp"))
+    yield from _attack_pattern_records(context, shared, stix, attribute, rank)
+
+
+def _attack_pattern_records(context: EventContext, shared: Shared, stix: dict, attribute: dict | None, rank: int) -> Iterator[Record]:
+    """Yield each ATT&CK technique of an indicator once per event, and the indicator's relationship to it."""
+    if not context.settings.include_attack_patterns:
+        return
+    for technique in shared.techniques:
+        pattern = stix_objects.attack_pattern(technique, context.now)
+        if pattern["id"] not in context.attack_patterns:
+            context.attack_patterns.add(pattern["id"])
+            yield Record(pattern, f"attack-pattern={technique.attack_id}", "attack-pattern", True, False,
+                         None, None, None, 0, None)
+        relationship = stix_objects.indicates(stix, pattern["id"], context.modified)
+        yield Record(relationship, stix["id"], f"indicates={technique.attack_id}", True, False, context.event_uuid,
+                     attribute.get("uuid") if attribute else None, attribute["type"] if attribute else None,
+                     rank, attribute.get("timestamp") if attribute else None)
+
+
+def _identity_record(stix: dict, org: dict) -> Record:
+    return Record(stix, org.get("uuid") or org.get("name"), "identity", True, False, None, None, None, 0, None)
+
+
+def _external_references(event_uuid: str | None, misp_url: str | None) -> list[dict]:
     if not event_uuid:
         return []
     reference = {"source_name": "MISP", "external_id": event_uuid}

@@ -7,8 +7,15 @@
   the raw uuid text when it is not a valid uuid, or `event=<event uuid>|type=<type>|value=<value>`
   for an attribute without uuid, or `type=<type>|value=<value>|category=<category>` when the event
   has no uuid either.
+* The combined pattern of a MISP object (pattern style `combined`) is an indicator with the part
+  `combined` and the object as its source: the normalised object uuid, or the raw uuid text when it
+  is not a valid uuid, or `event=<event uuid>|object=<template>|attributes=<attribute sources>`
+  (the sorted sources of its attributes, joined by `,`) when it has no uuid.
 * An organisation's identity is `identity--<UUIDv5(NAMESPACE, "org=<org uuid>")>`, or
   `"org-name=<name>"` when it has no uuid.
+* A MITRE ATT&CK technique is `attack-pattern--<UUIDv5(NAMESPACE, "attack-pattern=<ATT&CK id>")>`,
+  and the relationship from an indicator to it is
+  `relationship--<UUIDv5(NAMESPACE, "indicates|<indicator id>|<attack-pattern id>")>`.
 """
 
 from __future__ import annotations
@@ -53,6 +60,19 @@ def attribute_source(attribute: dict, event: dict) -> tuple[str, bool]:
     )
 
 
+def object_source(misp_object: dict, event: dict) -> tuple[str, bool]:
+    """Return (source string, whether it is a valid object uuid) for a MISP object."""
+    valid = canonical_uuid(misp_object.get("uuid"))
+    if valid:
+        return valid, True
+    raw = (misp_object.get("uuid") or "").strip()
+    if raw:
+        return raw, False
+    event_uuid = canonical_uuid(event.get("uuid")) or (event.get("uuid") or "").strip()
+    members = sorted(attribute_source(attribute, event)[0] for attribute in misp_object["attributes"])
+    return f"event={event_uuid}|object={misp_object.get('name') or ''}|attributes={','.join(members)}", False
+
+
 def indicator_id(source: str, part: str, generation: int, *, first: bool, valid_uuid: bool) -> str:
     """Return the STIX id of one indicator of a source; see the module docstring for the rules."""
     if first and valid_uuid and generation == 0:
@@ -68,3 +88,11 @@ def identity_id(org: dict) -> str | None:
     if org.get("name"):
         return f"identity--{uuid.uuid5(NAMESPACE, 'org-name=' + org['name'])}"
     return None
+
+
+def attack_pattern_id(attack_id: str) -> str:
+    return f"attack-pattern--{uuid.uuid5(NAMESPACE, 'attack-pattern=' + attack_id)}"
+
+
+def relationship_id(source_id: str, target_id: str) -> str:
+    return f"relationship--{uuid.uuid5(NAMESPACE, f'indicates|{source_id}|{target_id}')}"

@@ -2,23 +2,30 @@
 
 `valid_from` is the attribute's `first_seen`, else its timestamp, else the event timestamp, else
 the event date, else the run time. `valid_until` is the reference time plus the configured days for
-the indicator kind, where the reference is `last_seen` when present and the run time otherwise; it
-is counted from `valid_from` when that is later, so it always follows `valid_from`.
+the indicator kind, where the reference is `last_seen` when present (and `use_last_seen` is on)
+and the run time otherwise; it is counted from `valid_from` when that is later, so it always
+follows `valid_from`. A kind configured as `never` gets no `valid_until`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+@lru_cache(maxsize=8192)
 def stix_timestamp(moment: datetime) -> str:
-    """Format an aware datetime as a STIX timestamp with millisecond precision."""
+    """Format an aware datetime as a STIX timestamp with millisecond precision.
+
+    Cached, because the attributes of an event share few timestamps and the run time recurs.
+    """
     moment = moment.astimezone(timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+@lru_cache(maxsize=8192)
 def from_epoch(seconds: int) -> datetime:
     return EPOCH + timedelta(seconds=seconds)
 
@@ -59,8 +66,11 @@ def valid_from(attribute: dict, event: dict, now: datetime) -> datetime:
     return parse_date(event.get("date")) or now
 
 
-def valid_until(attribute: dict, start: datetime, now: datetime, days: int) -> datetime:
-    reference = parse_seen(attribute.get("last_seen")) or now
+def valid_until(attribute: dict, start: datetime, now: datetime, days: int | str, use_last_seen: bool = True) -> datetime | None:
+    """Return the end of an indicator's validity, or None when its kind lives `never`."""
+    if days == "never":
+        return None
+    reference = (parse_seen(attribute.get("last_seen")) if use_last_seen else None) or now
     return max(reference, start) + timedelta(days=days)
 
 

@@ -1,0 +1,167 @@
+"""The properties an indicator takes from its attribute, object and event: times, TLP marking,
+confidence, threat type, labels, ATT&CK context and the link back to MISP.
+
+Confidence comes from the first level that has a confidence tag: the attribute's tags, then its
+object's (the union of its attributes' tags), then the event's. Within one level the order is
+`misp:confidence-level`, the admiralty scale, then `estimative-language`. After the tags come the
+MISP decay score (when `use_decay_score` is on) and finally `default_confidence`.
+
+`tlp:ex:chr` (Chatham House Rule) at any level removes the source: no `created_by_ref`, no MISP
+event reference or title; ATT&CK references stay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from misp2sentinel.mapping import lifetime
+from misp2sentinel.mapping.context import Cluster, build_context, clusters_from, indicator_types, is_context_tag
+from misp2sentinel.mapping.markings import AMBER_STRICT, TagSummary, decay_confidence, marking_id
+from misp2sentinel.mapping.parts import Part
+
+AMBER_STRICT_LABEL = "tlp:amber+strict"
+
+
+@dataclass(slots=True)
+class Shared:
+    """The properties that all indicators of one attribute (or of one combined object) share."""
+
+    created: str
+    valid_from: datetime
+    confidence: int
+    labels: list[str]
+    marking: str
+    chatham_house: bool
+    indicator_types: list[str]
+    kill_chain_phases: list[dict] = field(default_factory=list)
+    references: list[dict] = field(default_factory=list)
+    techniques: list[Cluster] = field(default_factory=list)
+
+
+def _has_galaxies(attribute: dict) -> bool:
+    if attribute.get("galaxies"):
+        return True
+    return any(tag[:12].lower() == "misp-galaxy:" for tag in attribute["tags"])
+
+
+def _cluster_context(context, attributes: list[dict], misp_object):
+    """Return the ATT&CK and galaxy context; the event's own is reused when nothing below adds to it."""
+    own = [attribute for attribute in attributes if _has_galaxies(attribute)]
+    if not own and (misp_object is None or not misp_object.clusters):
+        return context.context
+    clusters = list(context.clusters)
+    extra = list(misp_object.clusters) if misp_object is not None else []
+    for attribute in own:
+        extra.extend(clusters_from(attribute["tags"], attribute.get("galaxies")))
+    for cluster in extra:
+        if cluster not in clusters:
+            clusters.append(cluster)
+    return build_context(clusters)
+
+
+def tag_labels(tags: list[str]) -> list[str]:
+    """Return the tags that become labels as they are: all but the galaxy tags replaced by context labels."""
+    labels = []
+    for tag in tags:
+        if tag not in labels and not is_context_tag(tag):
+            labels.append(tag)
+    return labels
+
+
+def _labels(context, attributes: list[dict], misp_object, cluster_labels: list[str], rank: int) -> list[str]:
+    labels = list(context.tag_labels)
+    extra_tags = list(misp_object.tags) if misp_object is not None else []
+    for attribute in attributes:
+        extra_tags.extend(attribute["tags"])
+    for tag in extra_tags:
+        if tag not in labels and not is_context_tag(tag):
+            labels.append(tag)
+    for label in cluster_labels:
+        if label not in labels:
+            labels.append(label)
+    # TLP 1.0 marks amber+strict as amber, so a label keeps the restriction visible.
+    if rank == AMBER_STRICT and context.settings.tlp_version == 1:
+        if all(label.lower() != AMBER_STRICT_LABEL for label in labels):
+            labels.append(AMBER_STRICT_LABEL)
+    for attribute in attributes:
+        for label in (f'misp:type="{attribute["type"]}"', f'misp:category="{attribute.get("category") or ""}"'):
+            if label not in labels and not label.endswith('=""'):
+                labels.append(label)
+    if misp_object is not None:
+        relation = attributes[0].get("object_relation") if len(attributes) == 1 else None
+        labels.extend(label for label in misp_object.labels(relation) if label not in labels)
+    return labels
+
+
+def _confidence(context, attributes: list[dict], own: TagSummary, object_summary: TagSummary) -> int:
+    for level in (own, object_summary, context.summary):
+        if level.confidence is not None:
+            return level.confidence
+    if context.settings.use_decay_score:
+        scores = [decay_confidence(attribute.get("decay_score")) for attribute in attributes]
+        scores = [score for score in scores if score is not None]
+        if scores:
+            return min(scores)
+    return context.settings.default_confidence
+
+
+def shared_properties(context, attributes: list[dict], misp_object, own: TagSummary, object_summary: TagSummary,
+                      rank: int) -> Shared:
+    """Compute the shared properties of the indicators of `attributes` (one, or a whole object's)."""
+    event, now = context.event, context.now
+    starts = [lifetime.valid_from(attribute, event, now) for attribute in attributes]
+    created = min(
+        lifetime.from_epoch(attribute["timestamp"]) if attribute.get("timestamp") else start
+        for attribute, start in zip(attributes, starts)
+    )
+    levels = (own, object_summary, context.summary)
+    chatham_house = any(level.chatham_house for level in levels)
+    threat_types = next((level.threat_types for level in levels if level.threat_types), ())
+    clusters = _cluster_context(context, attributes, misp_object)
+    return Shared(
+        created=lifetime.stix_timestamp(min(created, now)),
+        valid_from=min(starts),
+        confidence=_confidence(context, attributes, own, object_summary),
+        labels=_labels(context, attributes, misp_object, clusters.labels, rank),
+        marking=marking_id(rank, context.settings.tlp_version),
+        chatham_house=chatham_house,
+        indicator_types=indicator_types(threat_types, attributes[0].get("category"),
+                                        context.settings.default_indicator_type),
+        kill_chain_phases=clusters.kill_chain_phases,
+        references=clusters.references,
+        techniques=clusters.techniques,
+    )
+
+
+def indicator(context, shared: Shared, part: Part, notes: list[str], until: datetime | None) -> dict:
+    """Return the STIX indicator of one part; the caller sets its id."""
+    stix = {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": "",
+        "created": shared.created,
+        "modified": context.modified,
+        "name": part.name,
+        "indicator_types": shared.indicator_types,
+        "pattern": part.pattern,
+        "pattern_type": part.pattern_type,
+    }
+    if part.pattern_type == "stix":
+        stix["pattern_version"] = "2.1"
+    stix["valid_from"] = lifetime.stix_timestamp(shared.valid_from)
+    if until is not None:
+        stix["valid_until"] = lifetime.stix_timestamp(until)
+    stix["labels"] = shared.labels + [label for label in part.labels if label not in shared.labels]
+    stix["confidence"] = shared.confidence
+    stix["object_marking_refs"] = [shared.marking]
+    if notes:
+        stix["description"] = "\n".join(notes)
+    if shared.kill_chain_phases:
+        stix["kill_chain_phases"] = shared.kill_chain_phases
+    references = shared.references if shared.chatham_house else context.external_references + shared.references
+    if references:
+        stix["external_references"] = references
+    if context.identity is not None and not shared.chatham_house:
+        stix["created_by_ref"] = context.identity["id"]
+    return stix

@@ -1,0 +1,87 @@
+"""The local sanity filter: values that would match everyone's traffic or nothing at all.
+
+MISP's warninglists catch many such values, but they test single addresses, so a CIDR attribute
+such as `10.0.0.0/8` passes them. This filter skips, each with its own reason and switch:
+
+* addresses and blocks inside private (RFC 1918, RFC 6598 shared, IPv6 unique local), loopback,
+  link-local, multicast or reserved ranges (`0.0.0.0/8`, `240.0.0.0/4`, `::/8` outside
+  IPv4-mapped addresses, `100::/64`). IPv4-mapped IPv6 addresses are judged by their IPv4 address.
+  Documentation ranges (`192.0.2.0/24`, `198.51.100.0/24`, `203.0.113.0/24`, `2001:db8::/32`)
+  are not filtered.
+* CIDR blocks broader than the configured prefix length.
+* hashes of empty content (the MD5, SHA and ssdeep digests of zero bytes).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from misp2sentinel.mapping.hashes import EMPTY_CONTENT_DIGESTS
+from misp2sentinel.mapping.parts import Part
+from misp2sentinel.report import BROAD_CIDR, EMPTY_CONTENT_HASH, NON_PUBLIC_ADDRESS
+
+_RANGES = {
+    4: [
+        ("0.0.0.0/8", "reserved"),
+        ("10.0.0.0/8", "private"),
+        ("100.64.0.0/10", "private (shared address space)"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("172.16.0.0/12", "private"),
+        ("192.168.0.0/16", "private"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved"),
+    ],
+    6: [
+        ("::1/128", "loopback"),
+        ("::/8", "reserved"),
+        ("100::/64", "reserved (discard-only)"),
+        ("fc00::/7", "private (unique local)"),
+        ("fe80::/10", "link-local"),
+        ("ff00::/8", "multicast"),
+    ],
+}
+# (first address, last address, class) per IP version, as integers for fast containment tests.
+NON_PUBLIC_RANGES = {
+    version: [
+        (int(network.network_address), int(network.broadcast_address), label)
+        for network, label in ((ipaddress.ip_network(text), label) for text, label in ranges)
+    ]
+    for version, ranges in _RANGES.items()
+}
+IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
+def non_public_class(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+    """Return the class (private, loopback, ...) of a network inside a non-public range, else None."""
+    if network.version == 6 and network.prefixlen >= 96 and network.subnet_of(IPV4_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
+    first = int(network.network_address)
+    last = int(network.broadcast_address)
+    for low, high, label in NON_PUBLIC_RANGES[network.version]:
+        if low <= first and last <= high:
+            return label
+    return None
+
+
+def sanity_skip(part: Part, settings) -> tuple[str, str] | None:
+    """Return (skip reason, detail) when the sanity filter rejects a part, else None.
+
+    `settings` is the `mapping.sanity` section of the configuration.
+    """
+    network = part.network
+    if network is not None:
+        if settings.non_public_addresses:
+            label = non_public_class(network)
+            if label is not None:
+                return NON_PUBLIC_ADDRESS, f"{part.name} is a {label} address, not a public one"
+        minimum = settings.ipv4_min_prefix if network.version == 4 else settings.ipv6_min_prefix
+        if network.prefixlen < minimum:
+            return BROAD_CIDR, f"{network} is broader than the configured minimum prefix /{minimum}"
+    digest = part.digest
+    if digest is not None and settings.empty_content_hashes:
+        algorithm, value = digest
+        if EMPTY_CONTENT_DIGESTS.get(algorithm) == value:
+            return EMPTY_CONTENT_HASH, f"{value} is the {algorithm} hash of empty content"
+    return None
