@@ -278,6 +278,32 @@ class StateSettings(Model):
     path: Path
 
 
+class ReportingSettings(Model):
+    """Where each sync run leaves its JSON report and, optionally, its Prometheus metrics."""
+
+    # The JSON report of the latest run; None means last-run.json in the state file's folder.
+    report_path: Path | None = None
+    # A node_exporter textfile-collector file; None writes no metrics.
+    metrics_path: Path | None = None
+    # The metrics file holds no secret, so node_exporter running as another user may be let read it.
+    metrics_file_mode: Literal["0600", "0640", "0644"] = "0600"
+
+    @field_validator("metrics_file_mode", mode="before")
+    @classmethod
+    def _octal_text(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted 0600 as the octal integer 384.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{value:04o}"
+        return value
+
+    @field_validator("metrics_path")
+    @classmethod
+    def _check_metrics_path(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix != ".prom":
+            raise ValueError("the textfile collector reads only files whose name ends in .prom")
+        return value
+
+
 class Config(Model):
     misp: MispServer | None = None
     sources: list[Path] = Field(default_factory=list)
@@ -286,6 +312,7 @@ class Config(Model):
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     workspaces: list[Workspace] = Field(default_factory=list)
     state: StateSettings | None = None
+    reporting: ReportingSettings = Field(default_factory=ReportingSettings)
     _path: Path | None = PrivateAttr(default=None)
 
     @property
@@ -459,6 +486,10 @@ def _resolve_paths(data: dict, base: Path) -> None:
         data["sources"] = [absolute(v) for v in data["sources"]]
     if isinstance(data.get("state"), dict) and "path" in data["state"]:
         data["state"]["path"] = absolute(data["state"]["path"])
+    if isinstance(data.get("reporting"), dict):
+        for key in ("report_path", "metrics_path"):
+            if key in data["reporting"]:
+                data["reporting"][key] = absolute(data["reporting"][key])
     for section in [data.get("misp")] + list(data.get("workspaces") or []):
         if isinstance(section, dict) and "ca_bundle" in section:
             section["ca_bundle"] = absolute(section["ca_bundle"])

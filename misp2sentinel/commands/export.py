@@ -11,8 +11,6 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-import click
-
 from misp2sentinel.clock import Clock
 from misp2sentinel.config import Config, MappingSettings, load_config
 from misp2sentinel.diff import current_stix
@@ -72,7 +70,6 @@ def run_export(config_path: Path | None, workspace_name: str | None, sources: li
         if store is not None:
             store.close()
     report.count("written", written)
-    click.echo(f"{report.summary()} -> {output}", err=True)
     return report
 
 

@@ -96,7 +96,7 @@ class MispSource:
             except (self._server_error, self._requests.ConnectionError, self._requests.Timeout) as error:
                 if attempt >= self.settings.max_attempts:
                     raise MispError(
-                        f"MISP search failed after {attempt} attempts: {self._describe(error)}",
+                        f"MISP search at {self.settings.url} failed after {attempt} attempts: {self._describe(error)}",
                         hint="check the MISP server's health and logs; the next run starts from the same cursor",
                     ) from None
                 delay = self.settings.retry_seconds * 2 ** (attempt - 1)
@@ -105,16 +105,21 @@ class MispSource:
                 self.clock.sleep(delay)
                 attempt += 1
             except (self._pymisp_error, self._requests.RequestException) as error:
-                raise MispError(f"MISP search failed: {self._describe(error)}") from None
+                not_api = isinstance(error, self._pymisp_error)
+                raise MispError(
+                    f"MISP search at {self.settings.url} failed: {self._describe(error)}",
+                    hint="MISP answered with something other than its JSON API (an error page of a proxy, or a cut-off "
+                    "body); the next run starts from the same cursor" if not_api else None,
+                ) from None
         if isinstance(result, dict) and "errors" in result:
             status, detail = result["errors"] if isinstance(result["errors"], (list, tuple)) and len(result["errors"]) == 2 else ("?", result["errors"])
             message = detail.get("message") if isinstance(detail, dict) else detail
             hint = "check misp.key and its role" if status in (401, 403) else None
-            raise MispError(f"MISP refused the search (HTTP {status}): {message}", hint=hint)
+            raise MispError(f"MISP at {self.settings.url} refused the search (HTTP {status}): {message}", hint=hint)
         if isinstance(result, dict):
             result = result.get("response", [])
         if not isinstance(result, list):
-            raise MispError(f"MISP returned an unexpected search response of type {type(result).__name__}")
+            raise MispError(f"MISP at {self.settings.url} returned an unexpected search response of type {type(result).__name__}")
         return result
 
     def _global_filter(self) -> dict:
