@@ -10,29 +10,34 @@ Endpoints, all `POST` with `Authorization: Bearer <token>` and a JSON body:
 * legacy API (V2 action): `/workspaces/{workspaceId}/threatintelligenceindicators:upload?api-version=2022-07-01`
   with the array in `indicators`.
 
-Injected faults come first. Then each request is checked in this order: path (404),
-api-version (400), body size (413), token signature, audience and expiry (401), rate
-limit (429), workspace (404), the caller's role on the workspace (403), body (400), and
-then each object. All valid gives 200 with an empty body. Some invalid gives 200 with
+Injected faults come first: the next scripted step (a status, a connection reset before or
+after storing, a delay, or an action such as revoking tokens) is taken when a request
+arrives, in the order the steps were added. Then each request is checked in this order:
+path (404), api-version (400), body size (413), token signature, audience, expiry and
+revocation (401), rate limit (429), workspace (404), the caller's role on the workspace
+(403), body (400), a whole-request refusal of chosen objects (400 or 500 without
+`errors`), and then each object. All valid gives 200 with an empty body. Some invalid gives 200 with
 `{"errors":[{"recordIndex": i, "<messages key>": [...]}]}`, and all invalid gives 400
 with the same `errors` array. Accepted objects are stored per workspace keyed by
-(sourcesystem, STIX id), and the last upload wins, as Sentinel de-duplicates.
+(sourcesystem, STIX id), and the last upload wins, as Sentinel de-duplicates. Every object
+that reaches validation is also logged per workspace with its outcome (`upload_log`).
 
 Run by hand: `python -m tests.emulators.sentinel --port 8443 --signing-key KEY.pem --workspace ID --client-id APP`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
 import time
 import uuid
 from collections import Counter
-from typing import Any, Callable, Collection, Iterable
+from typing import Any, Callable, Collection, Iterable, Sequence
 
 from .base import EmulatorServer, Request, Response
-from .faults import Fault, FaultQueue, RecordRejections, fault_response
+from .faults import BatchRefusals, RecordRejections, Step, StepQueue, fault_response
 from .sentinel_protocol import (
     API_STIX_OBJECTS,
     API_UPLOAD_INDICATORS,
@@ -54,7 +59,7 @@ from .sentinel_protocol import (
     workspace_not_found_response,
 )
 from .rate_limit import SlidingWindowRateLimiter
-from .sentinel_store import RequestLogEntry, StoredObject, Workspace
+from .sentinel_store import RequestLogEntry, StoredObject, UploadRecord, Workspace
 from .stix_validation import error_message, validate_stix_object
 from .tls import EmulatorTLS
 from .tokens import SigningKey, TokenRejected, verify_access_token
@@ -68,7 +73,13 @@ __all__ = [
     "RequestLogEntry",
     "SentinelEmulator",
     "StoredObject",
+    "UploadRecord",
 ]
+
+# What `inject_sequence` accepts for one request: None serves it, a status answers with that
+# status, "drop" resets the connection before and "drop-after" after storing, a callable runs
+# before the request is served, and a Step gives full control.
+SequenceStep = int | str | Callable[[], None] | Step | None
 
 
 class SentinelEmulator(EmulatorServer):
@@ -83,6 +94,7 @@ class SentinelEmulator(EmulatorServer):
 
     * `rate_limit` requests per `rate_window` seconds, counted per token subject (`oid`)
       with `rate_scope="identity"`, or per workspace with `rate_scope="workspace"`;
+      `configure_rate_limit` changes it, or switches it off, at run time;
     * `error_messages_key`: `errorMessages` (Learn) or `validationErrorMessages` (swagger);
     * `retry_after_header`: send `Retry-After` with a 429 besides the body message;
     * `max_body_bytes`: answer larger bodies with 413 (None: no cap, as documented);
@@ -133,9 +145,15 @@ class SentinelEmulator(EmulatorServer):
         self.rate_limiter = SlidingWindowRateLimiter(rate_limit, rate_window, self.clock)
         self._workspaces: dict[str, Workspace] = {}
         self._log: list[RequestLogEntry] = []
-        self._faults = FaultQueue()
+        self._steps = StepQueue()
         self._rejections = RecordRejections()
+        self._refusals = BatchRefusals()
+        self._seen_tokens: set[str] = set()
+        self._revoked_tokens: set[str] = set()
+        self._upload_sequence = 0
         self._lock = threading.Lock()
+        self._in_flight = 0
+        self._idle = threading.Condition(self._lock)
 
     # Registration
 
@@ -199,6 +217,20 @@ class SentinelEmulator(EmulatorServer):
                 counts[stored.stix_id] += stored.upload_count
         return dict(counts)
 
+    def upload_log(self, workspace_id: str) -> dict[str, list[UploadRecord]]:
+        """Return {STIX id: every upload of it that reached validation}, oldest first, accepted or not."""
+        log: dict[str, list[UploadRecord]] = {}
+        with self._lock:
+            for record in self._workspace(workspace_id).uploads:
+                log.setdefault(record.stix_id, []).append(record)
+        return log
+
+    @property
+    def upload_sequence(self) -> int:
+        """Return the sequence number of the latest object validated in any workspace (0 before the first)."""
+        with self._lock:
+            return self._upload_sequence
+
     def unrevocations(self, workspace_id: str) -> list[tuple[str, str]]:
         """Return (sourcesystem, id) of accepted uploads that un-revoked a revoked object."""
         with self._lock:
@@ -235,13 +267,33 @@ class SentinelEmulator(EmulatorServer):
         documented message with `retry_after` seconds, plus the `Retry-After` header
         when `retry_after_header` is on.
         """
-        all_headers = dict(headers or {})
-        if body is None and status == 429:
-            response = rate_limit_response(retry_after, retry_after_header=self.retry_after_header)
-            response.headers.update(all_headers)
-        else:
-            response = fault_response(status, default_fault_body(status) if body is None else body, all_headers)
-        self._faults.add(Fault(response, count, path_contains))
+        self._steps.add(Step(self._fault_response(status, body, headers, retry_after), remaining=count, path_contains=path_contains))
+
+    def inject_sequence(self, steps: Sequence[SequenceStep], path_contains: str | None = None) -> None:
+        """Script the next `len(steps)` matching requests, one step each, in order.
+
+        A step is None (serve the request), an HTTP status (answer with it as `inject`
+        does), "drop" (reset the connection before processing), "drop-after" (store the
+        upload, then reset), a callable (run it, then serve the request; for example
+        `emulator.revoke_tokens`), or a `Step`.
+        """
+        for item in steps:
+            if isinstance(item, Step):
+                step = item
+            elif item is None:
+                step = Step()
+            elif item == "drop":
+                step = Step(Response.reset())
+            elif item == "drop-after":
+                step = Step(reset_after_processing=True)
+            elif isinstance(item, int) and not isinstance(item, bool):
+                step = Step(self._fault_response(item, None, None, 1))
+            elif callable(item):
+                step = Step(action=item)
+            else:
+                raise ValueError(f"unknown sequence step {item!r}: expected None, a status, 'drop', 'drop-after', a callable or a Step")
+            step.path_contains = step.path_contains or path_contains
+            self._steps.add(step)
 
     def drop_connection(self, count: int = 1, path_contains: str | None = None, after_processing: bool = False) -> None:
         """Reset the TCP connection of the next `count` matching requests without a response.
@@ -249,7 +301,71 @@ class SentinelEmulator(EmulatorServer):
         With `after_processing` the upload is processed and stored first, as when a
         response is lost on the way back.
         """
-        self._faults.add(Fault(Response.reset(), count, path_contains, after_processing=after_processing))
+        if after_processing:
+            self._steps.add(Step(reset_after_processing=True, remaining=count, path_contains=path_contains))
+        else:
+            self._steps.add(Step(Response.reset(), remaining=count, path_contains=path_contains))
+
+    def delay(self, seconds: float, count: int = 1, path_contains: str | None = None, after_processing: bool = False) -> None:
+        """Wait `seconds` of real time in the next `count` matching requests, then respond normally.
+
+        The wait comes before the request is processed, so a client that times out first
+        may still see its upload stored, or with `after_processing` after the upload was
+        stored and before the response is sent.
+        """
+        self._steps.add(Step(delay_seconds=seconds, delay_after_processing=after_processing, remaining=count, path_contains=path_contains))
+
+    def reject_batches(
+        self,
+        selector: Callable[[dict[str, Any]], bool] | Collection[str],
+        status: int = 400,
+        count: int | None = None,
+        body: Any = None,
+    ) -> None:
+        """Fail every request that carries an object matching `selector`, as a whole.
+
+        The response has `status` (400 or 500, say) and no `errors` array, so nothing in it
+        names the object: a client finds it only by splitting the batch. `count` limits
+        how many requests are failed; None fails them until `clear_faults`.
+        """
+        self._refusals.add(selector, self._fault_response(status, body, None, 1), count)
+
+    def revoke_tokens(self) -> None:
+        """Reject every access token presented so far with 401, as after a revocation or key rollover.
+
+        Tokens the IdP issues later are accepted.
+        """
+        with self._lock:
+            self._revoked_tokens |= self._seen_tokens
+
+    def configure_rate_limit(self, limit: int | None, window: float | None = None, clock: Callable[[], float] | None = None) -> None:
+        """Replace the rate limit: `limit` requests per `window` seconds of `clock`, or None for no limit.
+
+        Subprocess tests, whose bridge sleeps in real time, scale the window below a second
+        with `clock=time.monotonic`, so that the limit still applies but a 429 costs little.
+        """
+        if limit is None:
+            self.rate_limiter = None
+            return
+        previous = self.rate_limiter
+        self.rate_limiter = SlidingWindowRateLimiter(
+            limit,
+            window if window is not None else (previous.window if previous else 60.0),
+            clock or self.clock,
+        )
+
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Wait until no request is being handled, such as one still sleeping in a delay after its client gave up.
+
+        Raises TimeoutError after `timeout` seconds of real time.
+        """
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._in_flight == 0, timeout):
+                raise TimeoutError(f"the Sentinel emulator still handles {self._in_flight} request(s) after {timeout} s")
+
+    def pending_faults(self) -> int:
+        """Return how many requests the scripted steps will still apply to."""
+        return self._steps.pending()
 
     def reject_records(
         self,
@@ -267,23 +383,60 @@ class SentinelEmulator(EmulatorServer):
         self._rejections.add(selector, message, count)
 
     def clear_faults(self) -> None:
-        self._faults.clear()
+        """Remove every scripted step, record rejection and batch refusal; revoked tokens stay revoked."""
+        self._steps.clear()
         self._rejections.clear()
+        self._refusals.clear()
+
+    def _fault_response(self, status: int, body: Any, headers: dict[str, str] | None, retry_after: int) -> Response:
+        all_headers = dict(headers or {})
+        if body is None and status == 429:
+            response = rate_limit_response(retry_after, retry_after_header=self.retry_after_header)
+            response.headers.update(all_headers)
+            return response
+        return fault_response(status, default_fault_body(status) if body is None else body, all_headers)
 
     # Request handling
 
     def dispatch(self, request: Request) -> Response:
+        with self._lock:
+            self._in_flight += 1
+        try:
+            return self._dispatch(request, self.clock())
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def _dispatch(self, request: Request, received_at: float) -> Response:
         matched = match_upload_api(request.path, accept_path_alias=self.accept_path_alias)
         api, raw_workspace = matched if matched else (None, None)
         workspace_id = normalize_workspace_id(raw_workspace) if raw_workspace else None
 
-        fault = self._faults.take(request.path)
-        if fault is not None:
-            self._record(request, fault, None, self._client_id_for_log(request), workspace_id, api, "injected fault")
-            return fault
+        step = self._steps.take(request.path)
+        if step is not None:
+            if step.action is not None:
+                step.action()
+            if step.delay_seconds and not step.delay_after_processing:
+                time.sleep(step.delay_seconds)
+            if step.response is not None:
+                self._record(request, received_at, step.response, None, self._client_id_for_log(request), workspace_id, api, "injected fault")
+                return step.response
+
+        response, object_count, client_id, detail = self._serve(request, api, workspace_id)
+
+        if step is not None and step.delay_seconds and step.delay_after_processing:
+            time.sleep(step.delay_seconds)
+        if step is not None and step.reset_after_processing:
+            self._record(request, received_at, Response.reset(), object_count, client_id, workspace_id, api, f"connection reset after a {response.status} response was prepared")
+            return Response.reset()
+        self._record(request, received_at, response, object_count, client_id, workspace_id, api, detail)
+        return response
+
+    def _serve(self, request: Request, api: UploadApi | None, workspace_id: str | None) -> tuple[Response, int | None, str | None, str | None]:
+        """Serve one request; return (response, object count, client id, failure detail for the log)."""
         if api is None or request.method != "POST":
-            self._record(request, path_not_found_response(), None, None, workspace_id, None, "no upload operation at this path and method")
-            return path_not_found_response()
+            return path_not_found_response(), None, None, "no upload operation at this path and method"
 
         client_id = None
         try:
@@ -293,15 +446,8 @@ class SentinelEmulator(EmulatorServer):
         except UploadRejected as rejected:
             if client_id is None and rejected.response.status != 401:
                 client_id = self._client_id_for_log(request)
-            self._record(request, rejected.response, rejected.object_count, client_id, workspace_id, api, rejected.detail)
-            return rejected.response
-
-        reset = self._faults.take(request.path, after_processing=True)
-        if reset is not None:
-            self._record(request, reset, object_count, client_id, workspace_id, api, f"connection reset after a {response.status} response was prepared")
-            return reset
-        self._record(request, response, object_count, client_id, workspace_id, api, None)
-        return response
+            return rejected.response, rejected.object_count, client_id, rejected.detail
+        return response, object_count, client_id, None
 
     def _authorize(self, request: Request, api: UploadApi, workspace_id: str) -> dict[str, Any]:
         """Run the checks before the body: api-version, size, token, rate limit, workspace, role."""
@@ -327,10 +473,17 @@ class SentinelEmulator(EmulatorServer):
             claims = verify_access_token(token.strip(), self.signing_key, now=self.wall_clock())
         except TokenRejected as rejected:
             raise UploadRejected(unauthorized_response(), rejected.reason) from None
+        token_digest = hashlib.sha256(token.strip().encode("utf-8")).hexdigest()
+        with self._lock:
+            revoked = token_digest in self._revoked_tokens
+            self._seen_tokens.add(token_digest)
+        if revoked:
+            raise UploadRejected(unauthorized_response(), "token revoked")
 
         subject = claims.get("oid") or claims.get("sub") or claims.get("appid")
         rate_key = f"identity:{subject}" if self.rate_scope == "identity" else f"workspace:{workspace_id}"
-        wait = self.rate_limiter.acquire(rate_key)
+        limiter = self.rate_limiter
+        wait = limiter.acquire(rate_key) if limiter is not None else None
         if wait is not None:
             raise UploadRejected(rate_limit_response(wait, retry_after_header=self.retry_after_header), f"rate limit for {rate_key}")
 
@@ -347,6 +500,9 @@ class SentinelEmulator(EmulatorServer):
     def _upload(self, request: Request, api: UploadApi, workspace_id: str) -> tuple[Response, int]:
         """Validate the body and its objects, store the valid ones, and build the response."""
         sourcesystem, objects = parse_upload_body(request.body, api)
+        refusal = self._refusals.response_for(objects)
+        if refusal is not None:
+            raise UploadRejected(refusal, "request refused as a whole: it carries an object chosen by an injected fault", len(objects))
         record_errors: list[dict[str, Any]] = []
         now = self.wall_clock()
         with self._lock:
@@ -357,6 +513,7 @@ class SentinelEmulator(EmulatorServer):
                     messages = self._rejections.messages_for(stix_object)
                 if not messages:
                     messages = self._check_unrevoke(workspace, sourcesystem, stix_object)
+                self._log_upload(workspace, sourcesystem, stix_object, messages)
                 if messages:
                     record_errors.append({"recordIndex": index, self.error_messages_key: messages})
                     continue
@@ -366,6 +523,12 @@ class SentinelEmulator(EmulatorServer):
             return Response(200), len(objects)
         status = self.all_invalid_status if len(record_errors) == len(objects) else 200
         return Response.json(status, {"errors": record_errors}), len(objects)
+
+    def _log_upload(self, workspace: Workspace, sourcesystem: str, stix_object: Any, messages: list[str]) -> None:
+        """Append one object's outcome to the workspace's upload log; the caller holds the lock."""
+        stix_id = stix_object.get("id") if isinstance(stix_object, dict) else None
+        self._upload_sequence += 1
+        workspace.uploads.append(UploadRecord(self._upload_sequence, sourcesystem, str(stix_id), not messages, tuple(messages)))
 
     def _check_unrevoke(self, workspace: Workspace, sourcesystem: str, stix_object: dict[str, Any]) -> list[str]:
         """Record an upload that un-revokes a revoked object; reject it if so configured.
@@ -389,7 +552,7 @@ class SentinelEmulator(EmulatorServer):
             return None
         return claims.get("appid") or claims.get("azp")
 
-    def _record(self, request: Request, response: Response, object_count: int | None, client_id: str | None,
+    def _record(self, request: Request, received_at: float, response: Response, object_count: int | None, client_id: str | None,
                 workspace_id: str | None, api: UploadApi | None, detail: str | None) -> None:
         entry = RequestLogEntry(
             method=request.method,
@@ -400,6 +563,7 @@ class SentinelEmulator(EmulatorServer):
             workspace_id=workspace_id,
             api=api.name if api else None,
             detail=detail,
+            received_at=received_at,
         )
         with self._lock:
             self._log.append(entry)

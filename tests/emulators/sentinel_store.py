@@ -36,6 +36,21 @@ class RequestLogEntry:
     api: str | None
     detail: str | None = None
     """Why the request failed, for test diagnostics (e.g. the token check that failed)."""
+    received_at: float | None = None
+    """When the emulator took the request, in seconds of its rate-limit clock."""
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    """One object of one upload request that reached validation, accepted or not."""
+
+    sequence: int
+    """Position among every object the emulator has validated, from 1; later uploads have higher numbers."""
+    sourcesystem: str
+    stix_id: str
+    accepted: bool
+    messages: tuple[str, ...] = ()
+    """The per-record error messages when the object was not accepted."""
 
 
 @dataclass
@@ -47,6 +62,8 @@ class Workspace:
     objects: dict[tuple[str, str], StoredObject] = field(default_factory=dict)
     """Current version per (sourcesystem, STIX id), as Sentinel de-duplicates."""
     unrevocations: list[tuple[str, str]] = field(default_factory=list)
+    uploads: list[UploadRecord] = field(default_factory=list)
+    """Every object of every upload that reached validation, in arrival order."""
 
     def is_unrevoke(self, sourcesystem: str, stix_object: dict[str, Any]) -> bool:
         """Return whether storing `stix_object` would restore a revoked object."""
