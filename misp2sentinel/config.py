@@ -106,6 +106,14 @@ IndicatorType = Literal[
 ]
 
 
+Days = int | Literal["never"]
+
+# STIX 2.1 indicator-type-ov, the values `mapping.default_indicator_type` may take.
+IndicatorType = Literal[
+    "anomalous-activity", "anonymization", "benign", "compromised", "malicious-activity", "attribution", "unknown"
+]
+
+
 class LifetimeDays(Model):
     """Days an indicator stays valid after its reference time, per indicator kind; `never` sends
     no `valid_until`, so the indicator stays valid until it is revoked."""
@@ -158,6 +166,7 @@ class MappingSettings(Model):
     sanity: SanityFilter = Field(default_factory=SanityFilter)
     misp_url: str | None = None
     include_identities: bool = True
+    include_attack_patterns: bool = False
     include_attack_patterns: bool = False
 
 

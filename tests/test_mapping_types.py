@@ -367,6 +367,17 @@ def test_regkey_without_hive_kept():
 # Legacy `_` separator and surrounding spaces
 
 
+@pytest.mark.parametrize("value", [
+    "https://user:secret@evil.example:8443/a?b=c#d",
+    "http://198.51.100.7:8080/gate.php",
+    "https://[2001:db8::1]:8443/x",
+    "https://bücher.example/pfad",
+    "ftp://files.example.org/evil.zip",
+])
+def test_url_host_forms_accepted(value):
+    assert map_value("url", value).patterns == [f"[url:value = '{value}']"]
+
+
 @pytest.mark.parametrize(("attribute_type", "value", "patterns"), [
     ("ip-dst|port", "198.51.100.7_443", ["[ipv4-addr:value = '198.51.100.7']"]),
     ("hostname|port", " mail.example.com _ 25 ", ["[domain-name:value = 'mail.example.com']"]),
@@ -409,7 +420,13 @@ def test_separator_underscore_needs_valid_second_half():
     ("domain", "https://example.com"),
     ("hostname", "a" * 64 + ".example.com"),
     ("onion-address", "example.com"),
+    ("ip-dst", "2001:db8::1%eth0"),
+    ("ip-dst", "198.51.100.07"),
     ("url", "example.com/path"),
+    ("url", "hxxp://evil.example/a"),
+    ("url", "https://evil[.]example/a"),
+    ("url", "https://evil.example:port/a"),
+    ("url", "https://[2001:db8::zz]/a"),
     ("url", "https:///path"),
     ("url", "https://example.com/a b"),
     ("link", "not a link"),

@@ -3,7 +3,7 @@
 Clusters come from galaxy tags (`misp-galaxy:<galaxy>="<cluster>"`) and, when the event was
 normalised with its galaxies, from the clusters themselves, whose `meta.kill_chain` gives an
 ATT&CK technique's tactics. A technique becomes a label and an external reference with its
-ATT&CK id, plus `kill_chain_phases` when its tactics are known; actors, malware and tools
+ATT&CK id, plus `kill_chain_phases` when its tactics are known. Actors, malware and tools
 become labels. The raw galaxy tags of these kinds are replaced by the readable labels.
 """
 

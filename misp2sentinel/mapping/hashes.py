@@ -2,7 +2,7 @@
 
 STIX 2.1's hash vocabulary (hash-algorithm-ov) names MD5, SHA-1, SHA-256, SHA-512, SHA3-256,
 SHA3-512, SSDEEP and TLSH. Every other algorithm keeps its MISP name as a custom hash key, because
-a key must name the algorithm that made the value: misp-stix writes `sha512/224` as `SHA-224` and
+a key must name the algorithm that made the value. misp-stix writes `sha512/224` as `SHA-224` and
 `sha512/256` as `SHA-256`, which are different algorithms with the same digest length. STIX
 dictionary keys allow only letters, digits, `-` and `_`, so the `/` of `sha512/224` becomes `-`.
 """
@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+HEX_DIGITS = frozenset("0123456789abcdef")
+UPPER_HEX_DIGITS = frozenset("0123456789ABCDEF")
 HEX_PAIRS = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2})+$")
 SSDEEP = re.compile(r'^(\d{1,10}):([A-Za-z0-9/+]{0,64}):([A-Za-z0-9/+]{0,64})(?:,".*")?$')
 TLSH_HEX_LENGTHS = (70, 74, 134, 138)
@@ -26,7 +28,7 @@ def _hex(length: int) -> Callable[[str], str | None]:
             # Fingerprints are often written as colon-separated octets (AB:CD:...).
             text = text.replace(":", "")
         text = text.lower()
-        if len(text) == length and all(character in "0123456789abcdef" for character in text):
+        if len(text) == length and HEX_DIGITS.issuperset(text):
             return text
         return None
 
@@ -44,7 +46,7 @@ def _ssdeep(text: str) -> str | None:
 def _tlsh(text: str) -> str | None:
     upper = text.upper()
     digits = upper[2:] if upper.startswith("T1") else upper
-    if len(digits) in TLSH_HEX_LENGTHS and all(character in "0123456789ABCDEF" for character in digits):
+    if len(digits) in TLSH_HEX_LENGTHS and UPPER_HEX_DIGITS.issuperset(digits):
         return upper
     return None
 
@@ -56,7 +58,7 @@ def _vhash(text: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class HashAlgorithm:
-    """How one MISP hash type is checked and written in a STIX pattern."""
+    """The check and the STIX hash key of one MISP hash type."""
 
     key: str
     shape: str

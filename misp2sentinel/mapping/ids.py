@@ -20,8 +20,11 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
+# The canonical text form of an RFC 4122 uuid; anything else goes through uuid.UUID.
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 NAMESPACE = uuid.UUID("bab431ea-3d5a-5dee-a9dc-281372b9912f")
 
 
@@ -34,6 +37,9 @@ def canonical_uuid(text: str | None) -> str | None:
         candidate = candidate[1:-1]
     if len(candidate) != 36:
         return None
+    lowered = candidate.lower()
+    if CANONICAL_UUID.fullmatch(lowered):
+        return lowered
     try:
         parsed = uuid.UUID(candidate)
     except ValueError:

@@ -2,8 +2,8 @@
 
 `valid_from` is the attribute's `first_seen`, else its timestamp, else the event timestamp, else
 the event date, else the run time. `valid_until` is the reference time plus the configured days for
-the indicator kind, where the reference is `last_seen` when present (and `use_last_seen` is on)
-and the run time otherwise; it is counted from `valid_from` when that is later, so it always
+the indicator kind. The reference is `last_seen` when present (and `use_last_seen` is on) and the
+run time otherwise. The days count from `valid_from` when that is later, so `valid_until` always
 follows `valid_from`. A kind configured as `never` gets no `valid_until`.
 """
 

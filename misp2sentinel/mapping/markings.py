@@ -4,7 +4,7 @@ TLP tags are matched case-insensitively and ordered clear = white < green < ambe
 < red. The marking ids are the TLP 1.0 ids of the STIX 2.1 specification, which Sentinel
 documents, or with `tlp_version: 2` the TLP 2.0 ids that misp-stix uses (extension
 `extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d`). TLP 1.0 has no amber+strict, so
-there it is marked amber. `tlp:ex:chr` (Chatham House Rule) asks for the source to be removed.
+there it is marked amber. `tlp:ex:chr` (Chatham House Rule) means the source is removed.
 
 Confidence values are the `numerical_value`s of the MISP taxonomies `misp`, `admiralty-scale` and
 `estimative-language`. "Cannot be evaluated" and "cannot be judged" carry no value here, so the
@@ -58,7 +58,8 @@ SENTINEL_THREAT_TYPES = {
 
 @dataclass(frozen=True, slots=True)
 class TagSummary:
-    """What one level's tags (an attribute's, an object's or an event's) say about marking and trust."""
+    """The TLP, Chatham House Rule, confidence and threat type found in one level's tags (an
+    attribute's, an object's or an event's)."""
 
     tlp_rank: int | None = None
     chatham_house: bool = False

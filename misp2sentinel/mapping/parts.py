@@ -20,7 +20,7 @@ Comparison = tuple[str, str, str]
 class Part:
     """One indicator candidate of an attribute.
 
-    `extra` holds comparisons that only the combined style uses. `joined` replaces `comparison` in
+    `extra` lists comparisons that only the combined style uses. `joined` replaces `comparison` in
     a combined pattern when another comparison there has the same object type, so that related
     values land on one object (`network-traffic:dst_ref.value` next to `network-traffic:dst_port`).
     `pattern_text` is a pattern used as it is: a detection rule (with its `pattern_type`) or a
@@ -81,8 +81,8 @@ def combined_pattern(comparisons: list[Comparison]) -> str:
     """Join comparisons into one pattern: one observation per object type, joined by AND.
 
     Inside one observation, distinct values of a single-valued property are alternatives (OR),
-    because one object holds one value; values of a list property (a path with `[*]`) must all
-    be present (AND). Repeated comparisons appear once.
+    because one object has one value. Values of a list property (a path with `[*]`) must all be
+    present (AND). Repeated comparisons appear once.
     """
     groups: dict[str, dict[str, list[str]]] = {}
     for object_type, path, value in comparisons:

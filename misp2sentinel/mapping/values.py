@@ -22,6 +22,7 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 RULE_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 FORBIDDEN_IN_DOMAIN = re.compile(r"[\s/\\@:;,'\"<>()\[\]{}|?#%=+!$&^`~*]")
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+DEFANGED_SCHEME = re.compile(r"^h(xx|XX|\*\*)ps?$")
 EMAIL_LOCAL_FORBIDDEN = re.compile(r"[\s<>()\[\]\\,;:\"]")
 MAC_ADDRESS = re.compile(r"^[0-9a-f]{2}([:\-.]?)[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}$")
 AS_NUMBER = re.compile(r"^(?:AS)?\s*(\d{1,10})$", re.IGNORECASE)
@@ -53,15 +54,15 @@ def literal(value: str) -> str:
     return "'" + escape(value) + "'"
 
 
-def check_text(value: str | None, what: str) -> str:
+def check_text(value: str | None, value_name: str) -> str:
     """Return the value without surrounding whitespace; reject a missing or empty value and control characters."""
     if value is None:
-        raise InvalidValue(f"{what} is missing")
+        raise InvalidValue(f"{value_name} is missing")
     text = value.strip()
     if not text:
-        raise InvalidValue(f"{what} is empty")
+        raise InvalidValue(f"{value_name} is empty")
     if CONTROL_CHARACTERS.search(text):
-        raise InvalidValue(f"{what} {text!r} contains control characters")
+        raise InvalidValue(f"{value_name} {text!r} contains control characters")
     return text
 
 
@@ -78,6 +79,8 @@ def check_multiline(value: str | None, value_name: str) -> str:
 def ip_network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """Parse an IPv4 or IPv6 address or CIDR block; a plain address becomes a /32 or /128 network."""
     text = check_text(value, "IP address")
+    if "%" in text:
+        raise InvalidValue(f"{text!r} has an IPv6 zone index (%...), which means something on one host only")
     try:
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
@@ -103,27 +106,52 @@ def domain_value(value: str, value_name: str = "domain") -> str:
     if FORBIDDEN_IN_DOMAIN.search(text):
         raise InvalidValue(f"{value!r} is not a valid {value_name} (contains spaces, quotes or URL characters)")
     labels = text.split(".")
-    if any(not label or len(label) > 63 for label in labels):
-        raise InvalidValue(f"{value!r} is not a valid {value_name} (empty label or label over 63 characters)")
-    if any(label.startswith("-") or label.endswith("-") for label in labels):
-        raise InvalidValue(f"{value!r} is not a valid {value_name} (a label starts or ends with a hyphen)")
+    for label in labels:
+        if not label or len(label) > 63:
+            raise InvalidValue(f"{value!r} is not a valid {value_name} (empty label or label over 63 characters)")
+        if label[0] == "-" or label[-1] == "-":
+            raise InvalidValue(f"{value!r} is not a valid {value_name} (a label starts or ends with a hyphen)")
     if len(labels) > 1 and labels[-1].isdigit():
         raise InvalidValue(f"{value!r} is not a valid {value_name} (it looks like an IP address)")
     return text
 
 
 def url_value(value: str) -> str:
-    """Return an absolute URL (scheme, `://` and a host) after checking its shape."""
+    """Return an absolute URL after checking its shape: a scheme, `://` and a host that is a
+    domain name or an IP address. Defanged URLs (`hxxp://`, `example[.]com`) are rejected,
+    because they match no traffic."""
     text = check_text(value, "URL")
     if any(character.isspace() for character in text):
         raise InvalidValue(f"{text!r} is not a valid URL (contains whitespace)")
     if not URL_SCHEME.match(text):
         raise InvalidValue(f"{text!r} is not a valid URL (no scheme such as https://)")
-    rest = text.split("://", 1)[1]
+    scheme, rest = text.split("://", 1)
+    if DEFANGED_SCHEME.match(scheme):
+        raise InvalidValue(f"{text!r} is a defanged URL (scheme {scheme}); refang it in MISP")
+
     authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
     host = authority.rpartition("@")[2]
-    if not host or host.startswith(":"):
+    if host.startswith("["):
+        literal_end = host.find("]")
+        address = host[1:literal_end] if literal_end > 0 else ""
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            raise InvalidValue(f"{text!r} is not a valid URL (invalid IPv6 host {host!r})") from None
+        return text
+
+    name, colon, port = host.rpartition(":")
+    if colon and port.isdigit():
+        host = name
+    if not host:
         raise InvalidValue(f"{text!r} is not a valid URL (no host)")
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        try:
+            domain_value(host, "URL host")
+        except InvalidValue:
+            raise InvalidValue(f"{text!r} is not a valid URL (the host {host!r} is not a domain name or an IP address)") from None
     return text
 
 
