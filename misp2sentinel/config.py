@@ -36,7 +36,12 @@ TlpName = Literal["clear", "white", "green", "amber", "amber+strict", "red"]
 GUID_PATTERN = re.compile(r"^[{]?[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}[}]?$")
 TENANT_DOMAIN_PATTERN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 HTTPS_URL_PATTERN = re.compile(r"^https://[^/\s:]+(:\d+)?(/\S*)?$")
-SECRET_KEYS = {"key", "client_secret", "passphrase"}
+# A proxy URL: http:// or https://, optional user:password@, a host and an optional port.
+PROXY_URL_PATTERN = re.compile(r"^https?://([^@/\s]+@)?[^@/\s:]+(:\d+)?/?$")
+# The SHA-1 thumbprint of a certificate as Entra ID shows it: 40 hex digits. Colons and spaces between
+# them are removed before the check.
+THUMBPRINT_PATTERN = re.compile(r"^[0-9a-fA-F]{40}$")
+SECRET_KEYS = {"key", "client_secret", "passphrase", "private_key", "https_proxy"}
 
 # Cloud presets: authority host, token scope and the STIX objects upload API base URL.
 CLOUDS = {
@@ -106,14 +111,6 @@ IndicatorType = Literal[
 ]
 
 
-Days = int | Literal["never"]
-
-# STIX 2.1 indicator-type-ov, the values `mapping.default_indicator_type` may take.
-IndicatorType = Literal[
-    "anomalous-activity", "anonymization", "benign", "compromised", "malicious-activity", "attribution", "unknown"
-]
-
-
 class LifetimeDays(Model):
     """Days an indicator stays valid after its reference time, per indicator kind; `never` sends
     no `valid_until`, so the indicator stays valid until it is revoked."""
@@ -167,7 +164,13 @@ class MappingSettings(Model):
     misp_url: str | None = None
     include_identities: bool = True
     include_attack_patterns: bool = False
-    include_attack_patterns: bool = False
+
+
+def _check_proxy_url(value: SecretStr | None) -> SecretStr | None:
+    # The URL may carry a proxy password, so the message does not repeat it.
+    if value is not None and not PROXY_URL_PATTERN.match(value.get_secret_value()):
+        raise ValueError("expected a proxy URL such as http://proxy.example.org:3128 or http://user:password@proxy.example.org:3128")
+    return value
 
 
 class MispServer(Model):
@@ -175,6 +178,7 @@ class MispServer(Model):
     key: SecretStr
     verify_tls: bool = True
     ca_bundle: Path | None = None
+    https_proxy: SecretStr | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     max_attempts: Annotated[int, Field(ge=1)] = 4
     retry_seconds: Annotated[float, Field(ge=0)] = 5.0
@@ -192,13 +196,56 @@ class MispServer(Model):
             raise ValueError("expected an http:// or https:// URL")
         return value.rstrip("/")
 
+    _check_https_proxy = field_validator("https_proxy")(_check_proxy_url)
+
+
+class ClientCertificate(Model):
+    """A certificate credential of the app registration.
+
+    Either a PEM private key with the SHA-1 thumbprint of its certificate, as Entra ID lists it
+    under "Certificates & secrets", or a PKCS#12 (PFX) file that contains both. `passphrase` decrypts
+    an encrypted PEM key or the PFX file.
+    """
+
+    private_key: SecretStr | None = None
+    thumbprint: str | None = None
+    pfx_path: Path | None = None
+    passphrase: SecretStr | None = None
+
+    @field_validator("private_key")
+    @classmethod
+    def _check_private_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and "PRIVATE KEY-----" not in value.get_secret_value():
+            raise ValueError("expected a PEM private key, starting with -----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----")
+        return value
+
+    @field_validator("thumbprint")
+    @classmethod
+    def _check_thumbprint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        digits = re.sub(r"[\s:]", "", value)
+        if not THUMBPRINT_PATTERN.match(digits):
+            raise ValueError("expected the certificate's SHA-1 thumbprint, 40 hex digits")
+        return digits.upper()
+
+    @model_validator(mode="after")
+    def _check_form(self) -> ClientCertificate:
+        if self.pfx_path is not None:
+            if self.private_key is not None or self.thumbprint is not None:
+                raise ValueError("give either pfx_path, or private_key with thumbprint, not both")
+        elif self.private_key is None or self.thumbprint is None:
+            raise ValueError("give pfx_path, or private_key with thumbprint")
+        return self
+
 
 class Workspace(Model):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
     workspace_id: str
     tenant_id: str
     client_id: str
-    client_secret: SecretStr
+    client_secret: SecretStr | None = None
+    client_certificate: ClientCertificate | None = None
     cloud: Literal["public", "usgov", "china"] = "public"
     authority_host: str | None = None
     scope: str | None = None
@@ -208,6 +255,7 @@ class Workspace(Model):
     source_system: Annotated[str, Field(min_length=1, max_length=256)] = "MISP"
     api: Literal["stix-objects", "legacy"] = "stix-objects"
     legacy_api_base_url: str | None = None
+    https_proxy: SecretStr | None = None
     selection: Selection = Field(default_factory=Selection)
     retired: bool = False
 
@@ -227,10 +275,18 @@ class Workspace(Model):
 
     @field_validator("client_secret")
     @classmethod
-    def _check_client_secret(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
+    def _check_client_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
             raise ValueError("the client secret is empty")
         return value
+
+    _check_https_proxy = field_validator("https_proxy")(_check_proxy_url)
+
+    @model_validator(mode="after")
+    def _check_credential(self) -> Workspace:
+        if (self.client_secret is None) == (self.client_certificate is None):
+            raise ValueError("give exactly one credential of the app registration: client_secret or client_certificate")
+        return self
 
     @field_validator("authority_host", "api_base_url", "legacy_api_base_url")
     @classmethod
@@ -502,6 +558,9 @@ def _resolve_paths(data: dict, base: Path) -> None:
     for section in [data.get("misp")] + list(data.get("workspaces") or []):
         if isinstance(section, dict) and "ca_bundle" in section:
             section["ca_bundle"] = absolute(section["ca_bundle"])
+        certificate = section.get("client_certificate") if isinstance(section, dict) else None
+        if isinstance(certificate, dict) and "pfx_path" in certificate:
+            certificate["pfx_path"] = absolute(certificate["pfx_path"])
 
 
 def _describe(item: dict) -> str:
@@ -532,3 +591,4 @@ def warn_if_readable_by_others(path: Path, what: str) -> None:
         return
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         log.warning("%s %s is readable by other users; restrict it with: chmod 600 %s", what, path, path)
+

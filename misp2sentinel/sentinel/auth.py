@@ -1,5 +1,8 @@
 """Access tokens for the Sentinel upload APIs, from Microsoft Entra ID through MSAL's client-credentials flow.
 
+The credential is a client secret or a certificate (see `credentials.py`). Token requests go
+through the workspace's explicit `https_proxy` when one is set.
+
 MSAL (https://github.com/AzureAD/microsoft-authentication-library-for-python) keeps the token in its
 in-memory cache and, since msal 1.23, `acquire_token_for_client` returns the cached token until it has
 less than five minutes left, so callers ask for a token before every request. msal is imported only
@@ -22,6 +25,7 @@ import requests
 from misp2sentinel import __version__
 from misp2sentinel.config import Workspace
 from misp2sentinel.errors import WorkspaceError
+from misp2sentinel.sentinel.credentials import CredentialError, CredentialSource, proxies_for, proxy_passwords, proxy_url, redact_proxy
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +62,24 @@ ERROR_HINTS = {
     1002012: "check scope: a client-credentials scope is a resource URI followed by /.default, such as https://management.azure.com/.default",
     70011: "check scope: a client-credentials scope is a resource URI followed by /.default, such as https://management.azure.com/.default",
     500011: "check scope and cloud: the resource in scope is not known in this tenant",
+    7000229: "the application has no service principal in this tenant; an administrator of the tenant must add it (for example with az ad sp create --id <client_id>)",
+    700027: "check client_certificate: upload the certificate's public part under the app registration's Certificates & secrets, check that thumbprint (or the PFX file) belongs to it, and that it has not expired",
+    700024: "the client assertion is outside its validity time: check that this host's clock is correct (NTP)",
+    50027: "check client_certificate: the signed client assertion is invalid; check the private key, thumbprint and client_id",
+    700021: "check client_id: the client assertion names another application than client_id",
+    53003: "a Conditional Access policy for workload identities blocked the sign-in; ask a tenant administrator to allow this host",
 }
-DEFAULT_HINT = "check tenant_id, client_id, client_secret and cloud (or authority_host) of the workspace"
+DEFAULT_HINT = "check tenant_id, client_id, the credential (client_secret or client_certificate) and cloud (or authority_host) of the workspace"
 
 
 def make_session(ca_bundle: Path | None, verify: bool) -> requests.Session:
     """Build the HTTP session for the identity provider and Sentinel.
 
     `trust_env` is off, so REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE cannot replace `verify`, and proxy
-    variables and .netrc are ignored. `verify=False` turns certificate checks off even when a CA bundle
-    is given; otherwise the CA bundle, if any, replaces the system trust store.
+    variables and .netrc are ignored: a proxy is used only when the workspace sets `https_proxy`, and
+    the token provider and the client pass it with every request. `verify=False` turns certificate
+    checks off even when a CA bundle is given; otherwise the CA bundle, if any, replaces the system
+    trust store.
     """
     session = requests.Session()
     session.trust_env = False
@@ -91,8 +103,9 @@ class TokenProvider:
     """Access tokens for one identity (authority host, tenant, client id), shared by its workspaces.
 
     The MSAL application is built on the first `token()` call, because building it fetches the
-    tenant's OpenID configuration. Every failure is raised as `WorkspaceError`, with Entra's error
-    code and description and a probable fix; the client secret never appears in a message.
+    tenant's OpenID configuration, and a certificate is read at that point too. Every failure is
+    raised as `WorkspaceError`, with Entra's error code and description and a probable fix. No
+    message contains the client secret, the private key, its passphrase or a proxy password.
     Safe to share between threads: token requests are serialised.
 
     NOTE: a transient identity-provider failure (5xx, 429, connection error) is not retried here,
@@ -104,8 +117,11 @@ class TokenProvider:
         self.authority_host, self.scope, _ = workspace.endpoints()
         self.tenant_id = workspace.tenant_id
         self.client_id = workspace.client_id
-        self._secret = workspace.client_secret.get_secret_value()
-        self._http_client = _TimeoutHttpClient(session, timeout_seconds)
+        self._credential = CredentialSource.of(workspace)
+        proxy = proxy_url(workspace)
+        self._sensitive = self._credential.sensitive_texts() + proxy_passwords(proxy)
+        self._proxy_display = redact_proxy(proxy) if proxy else None
+        self._http_client = _TimeoutHttpClient(session, timeout_seconds, proxies_for(proxy))
         self._application: Any = None
         self._lock = threading.Lock()
 
@@ -150,9 +166,15 @@ class TokenProvider:
         if urlsplit(self.authority_host).hostname not in MICROSOFT_LOGIN_HOSTS:
             options["instance_discovery"] = False
         try:
+            credential = self._credential.msal_credential()
+        except CredentialError as error:
+            raise self._error(str(error), hint=error.hint) from None
+        if self._proxy_display:
+            log.debug("token requests of client %s go through the proxy %s", self.client_id, self._proxy_display)
+        try:
             self._application = msal.ConfidentialClientApplication(
                 self.client_id,
-                client_credential=self._secret,
+                client_credential=credential,
                 authority=self.authority,
                 http_client=self._http_client,
                 **options,
@@ -163,6 +185,8 @@ class TokenProvider:
             # MSAL raises this for a 5xx response to the OpenID discovery request.
             raise self._error(f"OpenID discovery failed: {error}", hint=ERROR_HINTS[50000]) from error
         except ValueError as error:
+            if _is_credential_error(error):
+                raise self._error(f"MSAL cannot use the {self._credential.kind}: {error}", hint="check client_certificate") from None
             raise self._discovery_error(error) from error
         return self._application
 
@@ -196,7 +220,9 @@ class TokenProvider:
         )
 
     def _connection_error(self, error: requests.RequestException) -> WorkspaceError:
-        if isinstance(error, requests.exceptions.SSLError):
+        if isinstance(error, requests.exceptions.ProxyError):
+            hint = f"the proxy {self._proxy_display} failed or refused the connection; check https_proxy and the proxy's log"
+        elif isinstance(error, requests.exceptions.SSLError):
             hint = "the TLS certificate of the identity provider could not be verified; set ca_bundle to the CA that issued it"
         elif isinstance(error, requests.Timeout):
             hint = "the request to the identity provider timed out; the next run tries again"
@@ -209,16 +235,18 @@ class TokenProvider:
         return WorkspaceError(self._redact(message), hint=self._redact(hint))
 
     def _redact(self, text: str) -> str:
-        """Remove the client secret from `text`, in case a server or library echoes it."""
-        return text.replace(self._secret, "[client secret]") if self._secret else text
+        """Remove the credential and proxy password from `text`, in case a server or library echoes them."""
+        for sensitive in self._sensitive:
+            text = text.replace(sensitive, "[redacted]")
+        return text
 
 
 class TokenProviders:
     """Registry that returns one shared `TokenProvider` per identity and credential.
 
-    Workspaces that use the same authority host, tenant, client id, secret, scope and TLS settings share
-    a provider, so they share MSAL's token cache and fetch one token. `session_factory` builds the
-    HTTP session of a new provider (default: `make_session` with the workspace's TLS settings).
+    Workspaces that use the same authority host, tenant, client id, credential, scope, proxy and TLS
+    settings share a provider, so they share MSAL's token cache and fetch one token. `session_factory`
+    builds the HTTP session of a new provider (default: `make_session` with the workspace's TLS settings).
     """
 
     def __init__(
@@ -235,9 +263,10 @@ class TokenProviders:
     def provider_for(self, workspace: Workspace) -> TokenProvider:
         """Return the provider for the workspace's identity, building it on first use."""
         _, scope, _ = workspace.endpoints()
-        # The secret goes into the key only as a digest, so a repr of the registry cannot show it.
-        secret_digest = hashlib.sha256(workspace.client_secret.get_secret_value().encode("utf-8")).hexdigest()
-        key = (*identity_key(workspace), scope, secret_digest, str(workspace.ca_bundle), workspace.verify_tls)
+        # The credential and proxy go into the key only as digests, so a repr of the registry cannot show them.
+        credential_digest = CredentialSource.of(workspace).digest()
+        proxy_digest = hashlib.sha256((proxy_url(workspace) or "").encode("utf-8")).hexdigest()
+        key = (*identity_key(workspace), scope, credential_digest, proxy_digest, str(workspace.ca_bundle), workspace.verify_tls)
         with self._lock:
             provider = self._providers.get(key)
             if provider is None:
@@ -247,18 +276,23 @@ class TokenProviders:
 
 
 class _TimeoutHttpClient:
-    """MSAL `http_client` that sends through the given session with a timeout on every request."""
+    """MSAL `http_client` that sends through the given session with a timeout, and the proxy if any, on every request."""
 
-    def __init__(self, session: requests.Session, timeout_seconds: float) -> None:
+    def __init__(self, session: requests.Session, timeout_seconds: float, proxies: dict[str, str] | None = None) -> None:
         self._session = session
         self._timeout_seconds = timeout_seconds
+        self._proxies = proxies
 
     def post(self, url: str, params: Any = None, data: Any = None, headers: Any = None, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout_seconds)
+        if self._proxies:
+            kwargs.setdefault("proxies", self._proxies)
         return self._session.post(url, params=params, data=data, headers=headers, **kwargs)
 
     def get(self, url: str, params: Any = None, headers: Any = None, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout_seconds)
+        if self._proxies:
+            kwargs.setdefault("proxies", self._proxies)
         return self._session.get(url, params=params, headers=headers, **kwargs)
 
     def close(self) -> None:
@@ -275,6 +309,12 @@ def _hint_for(error_codes: Any, description: str) -> str:
         except (KeyError, TypeError, ValueError):
             continue
     return DEFAULT_HINT
+
+
+def _is_credential_error(error: ValueError) -> bool:
+    """Tell MSAL's rejection of a certificate dict from its rejection of an authority URL."""
+    text = str(error).lower()
+    return any(word in text for word in ("private_key", "thumbprint", "certificate", "passphrase", "pfx"))
 
 
 def _shorten(text: str, limit: int = 300) -> str:

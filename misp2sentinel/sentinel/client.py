@@ -9,6 +9,9 @@ is an option. Both take at most 100 objects per request and respond in the same 
   (the swagger names the key `validationErrorMessages`, so both are read);
 * 400 with the same `errors` array when every object was rejected (not documented, observed in clients);
 * 429 with "Try again in N seconds"; 401, 403 and 404 for the token, the role and the workspace.
+
+Requests go through the workspace's `https_proxy` when one is set; proxy environment variables
+are ignored (see `auth.make_session`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from misp2sentinel.clock import Clock
 from misp2sentinel.config import SentinelSettings, Workspace
 from misp2sentinel.errors import WorkspaceError
 from misp2sentinel.sentinel.auth import TokenProvider
+from misp2sentinel.sentinel.credentials import proxies_for, proxy_passwords, proxy_url, redact_proxy
 from misp2sentinel.sentinel.pacing import RateLimiter, backoff_delay, retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -154,6 +158,10 @@ class SentinelClient:
         self._clock = clock
         self._random = random_source
         self._path = urlsplit(self.endpoint.url).path
+        proxy = proxy_url(workspace)
+        self._proxies = proxies_for(proxy)
+        self._proxy_display = redact_proxy(proxy) if proxy else None
+        self._proxy_passwords = proxy_passwords(proxy)
 
     def upload(self, objects: list[dict]) -> list[RecordResult]:
         """Upload `objects` and return one result per object, in order.
@@ -274,7 +282,7 @@ class SentinelClient:
                 response = self._post(body, token, len(indexes))
             except requests.RequestException as error:
                 self._raise_if_not_transient(error)
-                failure = f"{type(error).__name__}: {error}"
+                failure = self._redact(f"{type(error).__name__}: {error}")
                 requested_wait = None
             else:
                 status = response.status_code
@@ -331,7 +339,9 @@ class SentinelClient:
         log.debug("%s: POST %s body: %s", self.workspace.name, self._path, _shorten(body, DEBUG_BODY_CHARS))
         started = time.perf_counter()
         try:
-            response = self._session.post(self.endpoint.url, data=body.encode("utf-8"), headers=headers, timeout=self.settings.timeout_seconds)
+            response = self._session.post(
+                self.endpoint.url, data=body.encode("utf-8"), headers=headers, timeout=self.settings.timeout_seconds, proxies=self._proxies
+            )
         except requests.RequestException as error:
             log.info("%s: POST %s -> %s (%s, %.2f s)", self.workspace.name, self._path, type(error).__name__, _objects(count), time.perf_counter() - started)
             raise
@@ -344,6 +354,11 @@ class SentinelClient:
 
     def _raise_if_not_transient(self, error: requests.RequestException) -> None:
         """Raise WorkspaceError for request errors that a retry cannot fix."""
+        if isinstance(error, requests.exceptions.ProxyError) and "407" in str(error):
+            raise self._workspace_error(
+                f"the proxy {self._proxy_display} requires authentication (HTTP 407): {self._redact(str(error))}",
+                hint="put the proxy user and password into https_proxy, as http://user:password@proxy:port",
+            ) from error
         if isinstance(error, requests.exceptions.SSLError):
             raise self._workspace_error(
                 f"the TLS connection to {self._host()} failed: {error}",
@@ -380,7 +395,13 @@ class SentinelClient:
         )
 
     def _workspace_error(self, message: str, *, hint: str) -> WorkspaceError:
-        return WorkspaceError(f"workspace {self.workspace.name}: {message}", hint=hint)
+        return WorkspaceError(self._redact(f"workspace {self.workspace.name}: {message}"), hint=hint)
+
+    def _redact(self, text: str) -> str:
+        """Remove the proxy password from `text`, in case an error message repeats the proxy URL."""
+        for password in self._proxy_passwords:
+            text = text.replace(password, "***")
+        return text
 
     def _host(self) -> str:
         return urlsplit(self.endpoint.url).netloc
