@@ -164,9 +164,10 @@ class RecordingReport(RunReport):
         assert skip.reason, skip
 
 
-# The bounded profile keeps this test to a few seconds on two cores; raise max_examples locally
-# to search further.
-@settings(max_examples=200, deadline=None, database=None,
+# The bounded profile keeps this test to a few seconds on two cores and runs the same examples on
+# every run, so CI stays deterministic. To search further, run it locally with
+# `--hypothesis-seed=N` after setting derandomize=False and a larger max_examples.
+@settings(max_examples=200, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(DOCUMENTS)
 def test_generated_events_map_safely(document):
@@ -188,6 +189,27 @@ def test_generated_events_map_safely(document):
                 assert run_validator(record.stix["pattern"]) == [], record.stix["pattern"]
         unaccounted = attribute_uuids(event) - mapped - report.skipped_attributes
         assert unaccounted == set(), (event, report.skips)
+
+
+# TODO: the mapper raises OverflowError for an event timestamp beyond datetime's range (found by
+# the property test above with a random seed); it should skip such a value as invalid instead.
+@pytest.mark.xfail(raises=OverflowError, strict=True, reason="an event timestamp beyond datetime's range crashes the mapper")
+def test_timestamp_beyond_range_skipped():
+    document = {"Event": {
+        "uuid": "6f3a2b1c-0d4e-4f50-8a6b-7c8d9e0f1a2b",
+        "timestamp": "99999999999999999999",
+        "Attribute": [{"uuid": "7a4b3c2d-1e0f-4a5b-8c6d-7e8f9a0b1c2d", "type": "domain", "value": "0"}],
+    }}
+    report = RunReport("property test")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "event.json"
+        path.write_text(json.dumps(document), encoding="utf-8")
+        events = list(read_sources([path], report))
+
+    records = map_records(events[0], MappingSettings(), NOW, report)
+
+    assert records == [] or all(record.stix for record in records)
+    assert sum(report.skips.values()) >= 1
 
 
 # Broken MISP pages
