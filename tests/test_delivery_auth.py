@@ -590,7 +590,7 @@ def test_token_renewed_again_later_in_run(azure: Azure) -> None:
 def test_token_rejected_after_renewal_fails(azure: Azure) -> None:
     client = azure.client(azure.workspace())
     assert all(result.ok for result in client.upload(indicators(1)))
-    # The renewed token is answered with an injected 401, as when the app lost its access in between.
+    # The request with the renewed token gets an injected 401, as when the app lost its access in between.
     azure.sentinel.inject_sequence([azure.sentinel.revoke_tokens, 401])
 
     with pytest.raises(WorkspaceError) as raised:

@@ -1,8 +1,8 @@
 """Crash test: `python -m misp2sentinel sync` killed with SIGKILL at random points, then rerun.
 
 The emulators run in this process; the bridge runs as a subprocess. Every Sentinel upload waits a
-little after it is stored and before it is answered, so a kill often lands in the window where
-Sentinel holds a batch that the state does not record yet. Kills come at random times (start-up,
+little after it is stored and before the response is sent, so a kill often lands in the window
+where Sentinel stores a batch that the state does not record yet. Kills come at random times (start-up,
 listing, mapping, upload, commit) or right after a randomly chosen upload was stored.
 
 After every kill the state must record nothing that the emulator does not hold. After the last run
@@ -38,7 +38,7 @@ MIN_KILLS = 20
 MAX_KILLS_PER_ROUND = 8
 MAX_ROUNDS = 8
 BATCH_SIZE = 10
-# Real seconds each upload waits between storing and answering.
+# Real seconds each upload waits between storing and responding.
 UPLOAD_DELAY_SECONDS = 0.03
 # Estimates for spreading kills by time over a run: start-up until the first upload, and each
 # upload request, in real seconds on a 2-core test machine.
@@ -116,7 +116,7 @@ def recorded_but_not_held(stack: Stack, name: str, state_path: Path) -> list[str
 def unexplained_uploads(stack: Stack, name: str, kill_marks: list[int]) -> list[str]:
     """Return the repeated uploads of an id that no kill between the two uploads explains.
 
-    `kill_marks` holds the emulator's upload sequence number right after each kill, once the
+    `kill_marks` contains the emulator's upload sequence number right after each kill, once the
     emulator had finished every request of the killed process.
     """
     problems = []

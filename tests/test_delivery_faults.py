@@ -3,9 +3,9 @@
 Each case starts the MISP, identity-provider and Sentinel emulators with two workspaces that select
 the same data, runs `sync` in-process on the stack's fake clock while the fault is active, clears the
 fault, and runs `sync` once more. The emulator must then hold, in both workspaces, the same content
-as a fault-free run (compared without `modified`, `created` and `valid_until`, which depend on the
-run time), and the state must agree with it: every held object recorded with its digest, nothing
-recorded that is not held, no failed record and no pending event. A fault aimed at one workspace must
+as a fault-free run. The comparison leaves out `modified`, `created` and `valid_until`, which depend
+on the run time. The state must agree with the content: every held object recorded with its digest,
+nothing recorded that is not held, no failed record and no pending event. A fault aimed at one workspace must
 leave the other one complete after the first run.
 """
 
@@ -174,7 +174,7 @@ def _reject_records(stack: Stack) -> None:
 
 
 def _reject_whole_batch(stack: Stack) -> None:
-    # Every object of the first batch is rejected, so the emulator answers 400 with an errors array.
+    # Every object of the first batch is rejected, so the emulator responds with 400 and an errors array.
     stack.sentinel.reject_records(lambda stix_object: True, message="Error for Property=id: rejected by the test.", count=BATCH_SIZE)
 
 

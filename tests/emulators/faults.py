@@ -126,11 +126,11 @@ class Step:
     """What an emulator does with one request, chosen when the request arrives.
 
     Steps are taken strictly in the order they were added, so a sequence of them scripts the
-    responses to consecutive requests. The parts apply in this order: `action` runs, the
-    emulator waits `delay_seconds` of real time (before serving, or after with
-    `delay_after_processing`), then either `response` is sent without serving the request,
-    or the request is served, and with `reset_after_processing` its response is replaced
-    by a connection reset. A step with no parts serves the request normally.
+    responses to consecutive requests. The parts apply in this order. First `action` runs.
+    Then the emulator waits `delay_seconds` of real time, before serving the request, or after
+    it with `delay_after_processing`. Then either `response` is sent without serving the
+    request, or the request is served. With `reset_after_processing` a connection reset
+    replaces the response. A step with no parts serves the request normally.
     """
 
     response: Response | None = None
@@ -191,7 +191,7 @@ class _BatchRefusal:
 class BatchRefusals:
     """Thread-safe rules that fail a whole request when it carries a matching object.
 
-    This is how a service answers when one object breaks the request rather than being
+    This is how a service responds when one object breaks the request rather than being
     reported in `errors`: a 400 or 500 without a record index, so that only splitting the
     batch finds the object.
     """

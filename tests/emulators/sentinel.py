@@ -76,7 +76,7 @@ __all__ = [
     "UploadRecord",
 ]
 
-# What `inject_sequence` accepts for one request: None serves it, a status answers with that
+# What `inject_sequence` accepts for one request: None serves it, a status responds with that
 # status, "drop" resets the connection before and "drop-after" after storing, a callable runs
 # before the request is served, and a Step gives full control.
 SequenceStep = int | str | Callable[[], None] | Step | None
@@ -272,10 +272,14 @@ class SentinelEmulator(EmulatorServer):
     def inject_sequence(self, steps: Sequence[SequenceStep], path_contains: str | None = None) -> None:
         """Script the next `len(steps)` matching requests, one step each, in order.
 
-        A step is None (serve the request), an HTTP status (answer with it as `inject`
-        does), "drop" (reset the connection before processing), "drop-after" (store the
-        upload, then reset), a callable (run it, then serve the request; for example
-        `emulator.revoke_tokens`), or a `Step`.
+        A step is one of these:
+
+        * None serves the request;
+        * an HTTP status responds with it, as `inject` does;
+        * "drop" resets the connection before processing, and "drop-after" stores the
+          upload and then resets the connection;
+        * a callable runs and then the request is served (for example `emulator.revoke_tokens`);
+        * a `Step` gives full control.
         """
         for item in steps:
             if isinstance(item, Step):
@@ -347,12 +351,9 @@ class SentinelEmulator(EmulatorServer):
         if limit is None:
             self.rate_limiter = None
             return
-        previous = self.rate_limiter
-        self.rate_limiter = SlidingWindowRateLimiter(
-            limit,
-            window if window is not None else (previous.window if previous else 60.0),
-            clock or self.clock,
-        )
+        if window is None:
+            window = self.rate_limiter.window if self.rate_limiter is not None else 60.0
+        self.rate_limiter = SlidingWindowRateLimiter(limit, window, clock or self.clock)
 
     def wait_idle(self, timeout: float = 5.0) -> None:
         """Wait until no request is being handled, such as one still sleeping in a delay after its client gave up.
