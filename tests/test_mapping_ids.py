@@ -12,6 +12,8 @@ import json
 import orjson
 
 from misp2sentinel.config import MappingSettings
+from misp2sentinel.mapping import map_event
+from misp2sentinel.sources.normalize import normalize_event
 from tests.conftest import (
     EVENT_UUID,
     NOW,
@@ -198,3 +200,19 @@ def test_determinism_same_bytes():
     assert orjson.dumps(first.identities + first.indicators) == orjson.dumps(second.identities + second.indicators)
     assert first.skips == second.skips
     assert len(first.indicators) == 5
+
+
+def test_determinism_combined_with_attack_patterns():
+    settings = MappingSettings(pattern_style="combined", include_attack_patterns=True)
+    tag = 'misp-galaxy:mitre-attack-pattern="Spearphishing Attachment - T1566.001"'
+    inside = misp_attribute("domain", "evil.example", object_relation="domain")
+    event = misp_event(
+        misp_attribute("domain|ip", "example.com|198.51.100.7", tags=(tag,)),
+        objects=(misp_object("domain-ip", inside, misp_attribute("ip-dst", "198.51.100.9", object_relation="ip")),),
+    )
+
+    first = [record.stix for record in map_event(normalize_event(json.loads(json.dumps(event))), settings, NOW) if hasattr(record, "stix")]
+    second = [record.stix for record in map_event(normalize_event(json.loads(json.dumps(event))), settings, NOW) if hasattr(record, "stix")]
+
+    assert orjson.dumps(first) == orjson.dumps(second)
+    assert [stix["type"] for stix in first] == ["identity", "indicator", "attack-pattern", "relationship", "indicator"]

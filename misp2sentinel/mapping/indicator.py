@@ -110,18 +110,22 @@ def shared_properties(context, attributes: list[dict], misp_object, own: TagSumm
                       rank: int) -> Shared:
     """Compute the shared properties of the indicators of `attributes` (one, or a whole object's)."""
     event, now = context.event, context.now
-    starts = [lifetime.valid_from(attribute, event, now) for attribute in attributes]
-    created = min(
-        lifetime.from_epoch(attribute["timestamp"]) if attribute.get("timestamp") else start
-        for attribute, start in zip(attributes, starts)
-    )
-    levels = (own, object_summary, context.summary)
-    chatham_house = any(level.chatham_house for level in levels)
-    threat_types = next((level.threat_types for level in levels if level.threat_types), ())
+    valid_from = None
+    created = None
+    for attribute in attributes:
+        start = lifetime.valid_from(attribute, event, now)
+        timestamp = attribute.get("timestamp")
+        first_sent = lifetime.from_epoch(timestamp) if timestamp else start
+        if valid_from is None or start < valid_from:
+            valid_from = start
+        if created is None or first_sent < created:
+            created = first_sent
+    chatham_house = own.chatham_house or object_summary.chatham_house or context.summary.chatham_house
+    threat_types = own.threat_types or object_summary.threat_types or context.summary.threat_types
     clusters = _cluster_context(context, attributes, misp_object)
     return Shared(
         created=lifetime.stix_timestamp(min(created, now)),
-        valid_from=min(starts),
+        valid_from=valid_from,
         confidence=_confidence(context, attributes, own, object_summary),
         labels=_labels(context, attributes, misp_object, clusters.labels, rank),
         marking=marking_id(rank, context.settings.tlp_version),

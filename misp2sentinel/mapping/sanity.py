@@ -58,7 +58,7 @@ def non_public_class(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> 
         mapped = network.network_address.ipv4_mapped
         network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
     first = int(network.network_address)
-    last = int(network.broadcast_address)
+    last = first if network.prefixlen == network.max_prefixlen else int(network.broadcast_address)
     for low, high, label in NON_PUBLIC_RANGES[network.version]:
         if low <= first and last <= high:
             return label

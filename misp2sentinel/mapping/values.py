@@ -18,6 +18,7 @@ class InvalidValue(ValueError):
 
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+WHITESPACE = re.compile(r"\s")
 # Rule texts keep their line breaks and tabs; every other control character is rejected.
 RULE_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 FORBIDDEN_IN_DOMAIN = re.compile(r"[\s/\\@:;,'\"<>()\[\]{}|?#%=+!$&^`~*]")
@@ -121,7 +122,7 @@ def url_value(value: str) -> str:
     domain name or an IP address. Defanged URLs (`hxxp://`, `example[.]com`) are rejected,
     because they match no traffic."""
     text = check_text(value, "URL")
-    if any(character.isspace() for character in text):
+    if WHITESPACE.search(text):
         raise InvalidValue(f"{text!r} is not a valid URL (contains whitespace)")
     if not URL_SCHEME.match(text):
         raise InvalidValue(f"{text!r} is not a valid URL (no scheme such as https://)")
