@@ -591,4 +591,3 @@ def warn_if_readable_by_others(path: Path, what: str) -> None:
         return
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         log.warning("%s %s is readable by other users; restrict it with: chmod 600 %s", what, path, path)
-
