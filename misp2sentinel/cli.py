@@ -219,11 +219,14 @@ def export(config_path: Path | None, workspace: str | None, sources: tuple[Path,
               "use it after changing mapping settings or upgrading. With --dry-run it estimates the cost first.")
 @click.option("--force", is_flag=True,
               help="Send revocations even when they exceed the guard (lifecycle.guard_share and guard_min).")
+@click.option("--retry-rejected", is_flag=True,
+              help="Send again records Sentinel rejected three times with the same validation message; "
+              "without it they wait until their content changes.")
 @json_option("the run report (counts, requests, retries, per-workspace outcome)")
 @common_options
 @reports_errors("sync", count_requests=True)
 def sync(config_path: Path, event_ref: str | None, workspace: str | None, dry_run: bool, output: str | None,
-         max_duration: int | None, full: bool, force: bool, json_output: bool) -> None:
+         max_duration: int | None, full: bool, force: bool, retry_rejected: bool, json_output: bool) -> None:
     """Pull what changed in MISP, send Sentinel what it does not hold yet, and remember it.
 
     Every run except a dry run writes its JSON report (reporting.report_path, by default
@@ -238,6 +241,7 @@ def sync(config_path: Path, event_ref: str | None, workspace: str | None, dry_ru
       misp2sentinel sync -c config.yaml --dry-run --output pending.json -v
       misp2sentinel sync -c config.yaml --full --dry-run
       misp2sentinel sync -c config.yaml --force
+      misp2sentinel sync -c config.yaml --retry-rejected
       misp2sentinel sync -c config.yaml --max-duration 3000 --json -q | jq .workspaces
       misp2sentinel sync -c config.yaml -vv --log-format json 2> sync.log
     """
@@ -253,7 +257,7 @@ def sync(config_path: Path, event_ref: str | None, workspace: str | None, dry_ru
     config = _load_config(setup, config_path)
     warn_about_settings(config)
     options = SyncOptions(event_ref=event_ref, dry_run=dry_run, output=output, workspace_name=workspace,
-                          max_duration=max_duration, full=full, force=force)
+                          max_duration=max_duration, full=full, force=force, retry_rejected=retry_rejected)
     with _ProgressDisplay(setup, setup.console.level >= logging.ERROR):
         report, document = run_sync_command(config, clock, options, setup.counter)
     suffix = "; nothing was sent or recorded" if dry_run else ""

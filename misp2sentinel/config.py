@@ -555,7 +555,8 @@ def _resolve_paths(data: dict, base: Path) -> None:
         for key in ("report_path", "metrics_path"):
             if key in data["reporting"]:
                 data["reporting"][key] = absolute(data["reporting"][key])
-    for section in [data.get("misp")] + list(data.get("workspaces") or []):
+    workspaces = data.get("workspaces") if isinstance(data.get("workspaces"), list) else []
+    for section in [data.get("misp")] + workspaces:
         if isinstance(section, dict) and "ca_bundle" in section:
             section["ca_bundle"] = absolute(section["ca_bundle"])
         certificate = section.get("client_certificate") if isinstance(section, dict) else None

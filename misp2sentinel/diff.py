@@ -29,6 +29,7 @@ UPDATE = "updated"
 REFRESH = "refreshed"
 REVOKE = "revoked"
 UNCHANGED = "unchanged"
+REJECTED = "rejected"
 
 
 def content_digest(stix: dict) -> bytes:
@@ -57,7 +58,8 @@ def _latest_by_source(rows: dict[str, Row]) -> dict[bytes, Row]:
 
 
 def plan_record(
-    record: Record, row_lookup, latest: dict[bytes, Row], now_ms: int, refresh_ids: set[str] = frozenset()
+    record: Record, row_lookup, latest: dict[bytes, Row], now_ms: int, refresh_ids: set[str] = frozenset(),
+    retry_rejected: bool = False,
 ) -> tuple[str, Action | None]:
     """Decide what to do with one record; return (verb, action or None when unchanged).
 
@@ -78,6 +80,9 @@ def plan_record(
     unchanged = row is not None and row.status == LIVE and row.digest == digest
     if unchanged and stix["id"] not in refresh_ids:
         return UNCHANGED, None
+    if row is not None and row.rejected_digest == digest and not retry_rejected:
+        # Sentinel refused this very content REJECT_AFTER times with the same message.
+        return REJECTED, None
 
     if unchanged:
         verb = REFRESH
@@ -155,6 +160,7 @@ def plan_event(
     *,
     hold_changes: bool,
     refresh_ids: set[str] = frozenset(),
+    retry_rejected: bool = False,
 ) -> tuple[list[Action], dict[str, int]]:
     """Plan one event for one workspace: the actions to send and the count of each verb.
 
@@ -171,7 +177,7 @@ def plan_event(
         return rows.get(stix_id) if stix_id.startswith("indicator--") else identity_row(stix_id)
 
     for record in records:
-        verb, action = plan_record(record, lookup, latest, now_ms, refresh_ids)
+        verb, action = plan_record(record, lookup, latest, now_ms, refresh_ids, retry_rejected)
         stix_id = action.stix["id"] if action else _current_id(record, latest)
         wanted.add(stix_id)
         if action is not None and hold_changes and verb != REFRESH:

@@ -218,6 +218,19 @@ def config_secrets(config) -> list[str]:
     secrets = []
     if config.misp is not None:
         secrets.append(config.misp.key.get_secret_value())
+        secrets.append(_secret_text(getattr(config.misp, "https_proxy", None)))
     for workspace in config.workspaces:
-        secrets.append(workspace.client_secret.get_secret_value())
-    return secrets
+        secrets.append(_secret_text(workspace.client_secret))
+        secrets.append(_secret_text(getattr(workspace, "https_proxy", None)))
+        certificate = getattr(workspace, "client_certificate", None)
+        if certificate is not None:
+            secrets.append(_secret_text(getattr(certificate, "private_key", None)))
+            secrets.append(_secret_text(getattr(certificate, "passphrase", None)))
+    return [secret for secret in secrets if secret]
+
+
+def _secret_text(value) -> str | None:
+    """Return the text of a SecretStr or string setting, or None when it is unset."""
+    if value is None:
+        return None
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)

@@ -29,7 +29,7 @@ from misp2sentinel.mapping.ids import canonical_uuid
 log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x4D325354  # "M2ST"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 LIVE = 0
 FAILED = 1
@@ -64,6 +64,7 @@ SCHEMA = [
         last_upload INTEGER,
         attempts INTEGER NOT NULL DEFAULT 0,
         last_error TEXT,
+        rejected_digest BLOB,
         PRIMARY KEY (workspace, stix_id)
     ) WITHOUT ROWID""",
     # The status column makes the index cover the per-run question "which events hold live indicators".
@@ -115,8 +116,17 @@ def _migrate_to_3(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX indicators_by_event ON indicators (workspace, event_uuid, status)")
 
 
+def _migrate_to_4(db: sqlite3.Connection) -> None:
+    """Add the digest of content Sentinel rejected three times, which is not sent again."""
+    db.execute("ALTER TABLE indicators ADD COLUMN rejected_digest BLOB")
+
+
 # The step that brings a file from the previous schema version to each version.
-MIGRATIONS = {2: _migrate_to_2, 3: _migrate_to_3}
+MIGRATIONS = {2: _migrate_to_2, 3: _migrate_to_3, 4: _migrate_to_4}
+
+# A record refused this many times in a row with the same validation message is rejected: its
+# content is not sent again until it changes, or until `sync --retry-rejected`.
+REJECT_AFTER = 3
 
 
 def key16(text: str | None) -> bytes | None:
@@ -159,6 +169,7 @@ class Row:
     last_upload: int | None
     attempts: int
     last_error: str | None
+    rejected_digest: bytes | None
 
 
 @dataclass(slots=True)
@@ -179,11 +190,12 @@ class Outcome:
     revoke: bool
     ok: bool
     message: str | None
+    validation: bool = False
 
 
 ROW_COLUMNS = (
     "kind, stix_id, source_key, digest, status, generation, created, modified, valid_from, "
-    "pattern, pattern_type, last_upload, attempts, last_error"
+    "pattern, pattern_type, last_upload, attempts, last_error, rejected_digest"
 )
 
 
@@ -493,6 +505,26 @@ class StateStore:
             return []
         return [r[0] for r in self._db.execute("SELECT event_uuid FROM pending_events WHERE workspace = ?", (key,))]
 
+    def rejected_event_keys(self, workspace: str) -> list[bytes]:
+        """Return the stored keys of the events that hold rejected records in a workspace."""
+        key = self.workspace_id(workspace)
+        if key is None:
+            return []
+        cursor = self._db.execute(
+            "SELECT DISTINCT event_uuid FROM indicators WHERE workspace = ? AND rejected_digest IS NOT NULL"
+            " AND event_uuid IS NOT NULL",
+            (key,),
+        )
+        return [row[0] for row in cursor]
+
+    def rejected_count(self, workspace: str) -> int:
+        key = self.workspace_id(workspace)
+        if key is None:
+            return 0
+        return self._db.execute(
+            "SELECT count(*) FROM indicators WHERE workspace = ? AND rejected_digest IS NOT NULL", (key,)
+        ).fetchone()[0]
+
     def counts(self, workspace: str) -> dict[str, int]:
         key = self.workspace_id(workspace)
         if key is None:
@@ -531,10 +563,16 @@ class StateStore:
                         ),
                     )
                     continue
+                # Attempts count failures in a row with the same message; a validation failure
+                # reaching REJECT_AFTER marks the content as rejected.
                 updated = db.execute(
-                    "UPDATE indicators SET attempts = attempts + 1, last_error = ?"
+                    "UPDATE indicators SET"
+                    " attempts = CASE WHEN last_error IS ? THEN attempts + 1 ELSE 1 END,"
+                    " rejected_digest = CASE WHEN ? AND last_error IS ? AND attempts + 1 >= ? THEN ? ELSE rejected_digest END,"
+                    " last_error = ?"
                     " WHERE workspace = ? AND stix_id = ?",
-                    (outcome.message, key, blob),
+                    (outcome.message, outcome.validation, outcome.message, REJECT_AFTER, outcome.digest,
+                     outcome.message, key, blob),
                 ).rowcount
                 if not updated:
                     db.execute(

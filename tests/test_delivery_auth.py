@@ -605,11 +605,6 @@ def test_token_rejected_after_renewal_fails(azure: Azure) -> None:
 # The command line with a certificate credential
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="misp2sentinel/logs.py config_secrets() calls client_secret.get_secret_value() for every workspace, "
-    "and client_secret is None for a certificate credential; remove this mark once it skips None",
-)
 def test_cli_sync_with_certificate(tmp_path: Path, tls: EmulatorTLS, signing_key: SigningKey) -> None:
     import yaml
 

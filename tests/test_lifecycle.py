@@ -399,3 +399,47 @@ def test_event_emptied_of_attributes_revoked(stack):
     assert held
     assert held <= revoked(stack)
     assert report.outcomes["revoked"] >= len(held)
+
+
+# Rejected records
+
+
+def test_record_rejected_after_three_failures(stack):
+    target = f"indicator--{attribute(stack, PHISHING_EVENT, 'billing@invoice-portal.example.net')['uuid']}"
+    stack.sentinel.reject_records({target}, message="Error for Property=pattern: rejected by the test.")
+
+    runs = []
+    for _ in range(4):
+        runs.append(stack.sync())
+        later(stack)
+
+    assert [run.failures["record"] for run in runs[:3]] == [1, 1, 1]
+    assert runs[3].exit_code == 0
+    assert runs[3].outcomes["rejected"] == 1
+    assert stack.upload_counts().get(target, 0) == 0
+    with StateStore(stack.state_path, readonly=True) as state:
+        assert state.rejected_count("soc") == 1
+
+    stack.sentinel.clear_faults()
+    retried = stack.sync(retry_rejected=True)
+
+    assert retried.outcomes["created"] == 1
+    assert target in live(stack)
+    with StateStore(stack.state_path, readonly=True) as state:
+        assert state.rejected_count("soc") == 0
+
+
+def test_rejected_record_retried_when_content_changes(stack):
+    item = attribute(stack, PHISHING_EVENT, "billing@invoice-portal.example.net")
+    target = f"indicator--{item['uuid']}"
+    stack.sentinel.reject_records({target}, message="Error for Property=pattern: rejected by the test.")
+    for _ in range(3):
+        stack.sync()
+        later(stack)
+    stack.sentinel.clear_faults()
+
+    stack.misp.edit_attribute(PHISHING_EVENT, item["uuid"], comment="corrected")
+    report = stack.sync()
+
+    assert report.outcomes["created"] == 1
+    assert target in live(stack)

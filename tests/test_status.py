@@ -89,7 +89,7 @@ def test_status_cursor_of_old_selection(stack):
     assert not any(cursor["current"] for cursor in cursors)
 
 
-def test_status_rejected_record(stack):
+def test_status_record_error_then_rejected(stack):
     stix_id = reject_one(stack)
     invoke(stack, "sync", "-c", str(stack.config_path))
 
@@ -97,8 +97,14 @@ def test_status_rejected_record(stack):
 
     assert code == 1
     soc = entry(document)
-    assert soc["indicators"]["rejected"] == 1
-    assert soc["indicators"]["failed"] == 0
+    assert soc["indicators"]["failed"] == 1
+    assert soc["indicators"]["rejected"] == 0
+    # Two more refusals with the same validation message make the record rejected.
+    invoke(stack, "sync", "-c", str(stack.config_path))
+    invoke(stack, "sync", "-c", str(stack.config_path))
+    rejected = entry(status_json(stack)[1])
+    assert rejected["indicators"]["rejected"] == 1
+    assert rejected["indicators"]["failed"] == 0
     assert soc["pending_events"] == 1
     assert soc["oldest_failure"]["stix_id"] == stix_id
     assert soc["oldest_failure"]["event_uuid"] == PHISHING_EVENT
@@ -127,7 +133,7 @@ def test_status_text_names_failure(stack):
 
     assert result.exit_code == 1
     assert "workspace soc (active" in result.stdout
-    assert "1 rejected" in result.stdout
+    assert "1 failed" in result.stdout
     assert "1 event pending a retry" in result.stdout
     assert "oldest failure: indicator--" in result.stdout
     assert "rejected by the test" in result.stdout

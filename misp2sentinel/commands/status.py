@@ -2,9 +2,9 @@
 
 Counts come from the state's `indicators` table (STIX indicators only; identities are left out):
 `live` and `revoked` by status, and the rows whose last upload failed, split by cause. `rejected`
-rows carry a record error from Sentinel (the object was refused and will be again until the data
-changes); `failed` rows ran out of retries or got an unexpected response. Both include updates and
-revocations that did not go through, for which Sentinel still holds the previous version. The
+rows carry content Sentinel refused three times with the same validation message, which is not
+sent again until it changes or `sync --retry-rejected` is given; `failed` rows are retried by the
+next run. Both include updates and revocations that did not go through, for which Sentinel still holds the previous version. The
 per-workspace outcome and last successful run come from the JSON report of the latest run, when
 the configuration's report file exists.
 """
@@ -22,7 +22,6 @@ from misp2sentinel.state import KIND_PREFIXES, StateStore, key16
 
 # The message prefixes of failures that a retry in a later run can fix (see sentinel/client.py);
 # every other stored error is a record that Sentinel refused.
-TRANSIENT_ERROR_PREFIXES = ("upload failed after", "unexpected response from Sentinel")
 
 SWEEP_PREFIX = "sweep|"
 
@@ -62,17 +61,19 @@ def read_previous_report(path: Path | None) -> dict | None:
 
 
 def indicator_counts(db: sqlite3.Connection) -> dict[str, dict[str, int]]:
-    """Return {workspace name: {live, revoked, failed, rejected}} for every workspace in the state."""
-    transient = " OR ".join("last_error LIKE ?" for _ in TRANSIENT_ERROR_PREFIXES)
+    """Return {workspace name: {live, revoked, failed, rejected}} for every workspace in the state.
+
+    `rejected` rows carry content Sentinel refused three times with the same validation message;
+    `failed` rows are the others whose last upload failed.
+    """
     rows = db.execute(
-        f"""SELECT w.name,
-                   coalesce(sum(i.status = 0), 0),
-                   coalesce(sum(i.status = 2), 0),
-                   coalesce(sum(i.last_error IS NOT NULL AND ({transient})), 0),
-                   coalesce(sum(i.last_error IS NOT NULL AND NOT ({transient})), 0)
-            FROM workspaces w LEFT JOIN indicators i ON i.workspace = w.id AND i.kind = 0
-            GROUP BY w.id ORDER BY w.name""",
-        [f"{prefix}%" for prefix in TRANSIENT_ERROR_PREFIXES] * 2,
+        """SELECT w.name,
+                  coalesce(sum(i.status = 0), 0),
+                  coalesce(sum(i.status = 2), 0),
+                  coalesce(sum(i.last_error IS NOT NULL AND i.rejected_digest IS NULL), 0),
+                  coalesce(sum(i.rejected_digest IS NOT NULL), 0)
+           FROM workspaces w LEFT JOIN indicators i ON i.workspace = w.id AND i.kind = 0
+           GROUP BY w.id ORDER BY w.name"""
     )
     return {
         name: {"live": live, "revoked": revoked, "failed": failed, "rejected": rejected}

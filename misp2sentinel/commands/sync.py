@@ -32,6 +32,7 @@ class SyncOptions:
     max_duration: int | None = None
     full: bool = False
     force: bool = False
+    retry_rejected: bool = False
 
 
 def warn_about_settings(config: Config) -> None:
@@ -70,7 +71,7 @@ def run_sync_command(config: Config, clock: Clock, options: SyncOptions, counter
         report = run_sync(
             config, clock, event_ref=options.event_ref, dry_run=options.dry_run, output=options.output,
             workspace_name=options.workspace_name, max_duration=options.max_duration, full=options.full,
-            force=options.force,
+            force=options.force, retry_rejected=options.retry_rejected,
         )
     except Misp2SentinelError as error:
         report = error.report or RunReport("sync --dry-run" if options.dry_run else "sync")

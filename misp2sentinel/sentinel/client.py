@@ -62,6 +62,9 @@ class RecordResult:
     index: int
     ok: bool
     message: str | None = None
+    # True when Sentinel refused the object itself (a per-record error, or a 400 or 413 for it
+    # alone), so sending the same content again would fail the same way.
+    validation: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,7 @@ class SentinelClient:
             errors = self._record_errors(response, len(indexes))
             for position, index in enumerate(indexes):
                 message = errors.get(position)
-                results[index] = RecordResult(index, message is None, message)
+                results[index] = RecordResult(index, message is None, message, validation=message is not None)
             return
 
         if status == 400:
@@ -206,7 +209,7 @@ class SentinelClient:
             errors = self._record_errors(response, len(indexes))
             if errors:
                 for position, message in errors.items():
-                    results[indexes[position]] = RecordResult(indexes[position], False, message)
+                    results[indexes[position]] = RecordResult(indexes[position], False, message, validation=True)
                 unlisted = [index for position, index in enumerate(indexes) if position not in errors]
                 if unlisted:
                     log.info("%s: re-sending %s that the 400 response did not list", self.workspace.name, _objects(len(unlisted)))
@@ -223,7 +226,8 @@ class SentinelClient:
                 self._upload_part(objects, indexes[middle:], results, budget)
                 return
             index = indexes[0]
-            results[index] = RecordResult(index, False, f"rejected by Sentinel: {describe_response(response)}")
+            message = f"rejected by Sentinel: {describe_response(response)}"
+            results[index] = RecordResult(index, False, message, validation=status in (400, 413))
             return
 
         message = f"unexpected response from Sentinel: {describe_response(response)}"

@@ -14,7 +14,8 @@
   oldest first, at most `lifecycle.refresh_share` of each workspace's live indicators per run.
 * **A new selection**: a workspace whose cursor is new (added, or its selection changed) also
   re-evaluates every event it holds live indicators of, since some may no longer be selected.
-* `sync --full` fetches every event of the selection, ignoring the cursor.
+* `sync --full` fetches every event of the selection, ignoring the cursor, and
+  `sync --retry-rejected` the events of records Sentinel rejected.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class FetchPlan:
 
 
 def plan_fetch(config: Config, store: StateStore, source, runs: list[WorkspaceRun], selections: dict[str, bytes],
-               pending: dict[str, set[str]], now_ms: int, *, full: bool) -> FetchPlan:
+               pending: dict[str, set[str]], now_ms: int, *, full: bool, retry_rejected: bool = False) -> FetchPlan:
     misp = config.misp
     until = now_ms // 1000
     lookback_start = until - misp.lookback_days * DAY_SECONDS
@@ -93,11 +94,13 @@ def plan_fetch(config: Config, store: StateStore, source, runs: list[WorkspaceRu
             wanted.setdefault(event_uuid, 0)
         if store.exists:
             _plan_refresh(config, store, run, wanted, now_ms)
+            keys = store.rejected_event_keys(run.name) if retry_rejected else []
             if cursors[run.name] is None:
-                for event_key in store.live_event_keys(run.name):
-                    event_uuid = event_text(event_key)
-                    if event_uuid:
-                        wanted.setdefault(event_uuid, 0)
+                keys += store.live_event_keys(run.name)
+            for event_key in keys:
+                event_uuid = event_text(event_key)
+                if event_uuid:
+                    wanted.setdefault(event_uuid, 0)
 
     order = sorted(wanted, key=lambda u: (wanted[u], u))
     return FetchPlan(order, until, swept_at, set(catalogue) if swept_at is not None else set())

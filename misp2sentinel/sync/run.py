@@ -50,11 +50,13 @@ class SyncOptions:
     output: str | None = None
     full: bool = False
     force: bool = False
+    retry_rejected: bool = False
 
 
 def run_sync(config: Config, clock: Clock, *, event_ref: str | None = None, dry_run: bool = False,
              output: str | None = None, workspace_name: str | None = None,
-             max_duration: float | None = None, full: bool = False, force: bool = False) -> RunReport:
+             max_duration: float | None = None, full: bool = False, force: bool = False,
+             retry_rejected: bool = False) -> RunReport:
     """Run one sync and return its report; raise a `Misp2SentinelError` carrying the report on failure."""
     report = RunReport("sync --dry-run" if dry_run else "sync")
     if config.state is None:
@@ -72,7 +74,7 @@ def run_sync(config: Config, clock: Clock, *, event_ref: str | None = None, dry_
     if full and event_ref is not None:
         raise UsageError("--full and --event exclude each other", hint="--full re-evaluates every event; --event one")
 
-    options = SyncOptions(event_ref, dry_run, output, full, force)
+    options = SyncOptions(event_ref, dry_run, output, full, force, retry_rejected)
     now = clock.now()
     try:
         with _stop_on_signals() as stop:
@@ -146,7 +148,8 @@ def _run(config: Config, clock: Clock, store: StateStore, report: RunReport, wor
     uploaders = {} if options.dry_run else _uploaders(config, workspaces, clock)
     hold = bool(config.misp and config.misp.published_only)
     runs = [
-        WorkspaceRun(w, config, store, report, uploaders.get(w.name), writer, now_ms, hold_unpublished=hold, force=options.force)
+        WorkspaceRun(w, config, store, report, uploaders.get(w.name), writer, now_ms, hold_unpublished=hold,
+                     force=options.force, retry_rejected=options.retry_rejected)
         for w in workspaces
     ]
     pending = {w.name: set(store.pending_events(w.name)) if store.exists else set() for w in workspaces}
@@ -156,7 +159,8 @@ def _run(config: Config, clock: Clock, store: StateStore, report: RunReport, wor
     if options.event_ref is not None:
         events = _one_event(source, config, report, options.event_ref)
     elif source is not None:
-        plan = plan_fetch(config, store, source, runs, selections, pending, now_ms, full=options.full)
+        plan = plan_fetch(config, store, source, runs, selections, pending, now_ms, full=options.full,
+                          retry_rejected=options.retry_rejected)
         log.info("fetching %d event(s)", len(plan.uuids))
         events = source.fetch(plan.uuids)
     else:

@@ -33,7 +33,8 @@ class WorkspaceRun:
     """The plan, the batches and the outcomes of one workspace in one run."""
 
     def __init__(self, workspace: Workspace, config: Config, store: StateStore, report: RunReport,
-                 uploader, writer: BundleWriter | None, now_ms: int, *, hold_unpublished: bool, force: bool) -> None:
+                 uploader, writer: BundleWriter | None, now_ms: int, *, hold_unpublished: bool, force: bool,
+                 retry_rejected: bool = False) -> None:
         self.workspace = workspace
         self.name = workspace.name
         self.store = store
@@ -45,6 +46,9 @@ class WorkspaceRun:
         self.lifecycle = config.lifecycle
         self.hold_unpublished = hold_unpublished
         self.force = force
+        self.retry_rejected = retry_rejected
+        # The legacy upload API takes indicators only.
+        self.indicators_only = workspace.api == "legacy"
         self.filter = WorkspaceFilter(config.mapping, workspace.selection, report, label=f"workspace {workspace.name}")
         self.batch: list[Action] = []
         self.revocations: list[Action] = []
@@ -65,15 +69,17 @@ class WorkspaceRun:
             return
         event_uuid = event.get("uuid")
         selected = list(self.filter.records(event, records))
+        if self.indicators_only:
+            selected = [record for record in selected if record.stix["type"] == "indicator"]
         rows = self.store.rows_for_event(self.name, event_uuid) if event_uuid else {}
         hold = self.hold_unpublished and not event.get("published")
         actions, counts = plan_event(
             event_uuid, selected, rows, lambda stix_id: self.store.row(self.name, stix_id), self.now_ms,
-            hold_changes=hold, refresh_ids=self.refresh_ids,
+            hold_changes=hold, refresh_ids=self.refresh_ids, retry_rejected=self.retry_rejected,
         )
-        for verb in ("unchanged", "unpublished"):
+        for verb in ("unchanged", "unpublished", "rejected"):
             if counts.get(verb):
-                self.report.count(verb, counts[verb])
+                self.report.count(verb, counts[verb], workspace=self.name)
         if event_uuid:
             self.processed.add(event_uuid)
             is_selected = self.filter.event_reason(event) is None
@@ -113,7 +119,7 @@ class WorkspaceRun:
         batch, self.batch = self.batch, []
         if self.uploader is None:
             for action in batch:
-                self.report.count(action.verb)
+                self.report.count(action.verb, workspace=self.name)
                 if self.writer is not None:
                     self.writer.write(action.stix)
             return
@@ -121,18 +127,22 @@ class WorkspaceRun:
             results = self.uploader.upload([action.stix for action in batch])
         except WorkspaceError as error:
             self.failed = str(error)
-            self.report.fail("workspace", str(error))
+            self.report.fail("workspace", str(error), workspace=self.name)
             return
         outcomes = []
         for action, result in zip(batch, results):
             outcome = action.outcome
             outcome.ok = result.ok
             outcome.message = result.message
+            outcome.validation = result.validation
             outcomes.append(outcome)
             if result.ok:
-                self.report.count(action.verb)
+                self.report.count(action.verb, workspace=self.name)
             else:
-                self.report.fail("record", f"workspace {self.name}: {action.stix['id']} ({action.verb}) failed: {result.message}")
+                self.report.fail(
+                    "record", f"workspace {self.name}: {action.stix['id']} ({action.verb}) failed: {result.message}",
+                    workspace=self.name,
+                )
                 if action.event_uuid:
                     self.failed_events.add(action.event_uuid)
         self.store.record_outcomes(self.name, outcomes, self.now_ms)
@@ -143,7 +153,7 @@ class WorkspaceRun:
         if self.force or count <= self.lifecycle.guard_min or count <= share:
             return False
         self.report.fail(
-            "revocation_guard",
+            "revocation_guard", workspace=self.name, message=
             f"workspace {self.name}: {count} revocations held back, more than {self.lifecycle.guard_share:.0%} of "
             f"its {self.live_at_start} live indicators and more than {self.lifecycle.guard_min}; if MISP really "
             "withdrew them, run again with --force (a MISP key that sees nothing looks the same)",
