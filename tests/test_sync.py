@@ -395,3 +395,19 @@ def test_cli_sigterm_stops_cleanly(stack):
     second = stack.cli("sync", "--config", str(stack.config_path))
     assert second.returncode == 0, second.stderr
     assert stack.holdings()
+
+
+def test_failed_misp_page_does_not_stop_run(stack):
+    stack.write_config(misp={"fetch_chunk_size": 1, "max_attempts": 1, "retry_seconds": 0})
+    # The first request lists the events; the second, the first chunk of one event, fails.
+    stack.misp.fail_next("/events/restSearch", 500, count=1, skip=1)
+
+    first = stack.sync()
+
+    assert first.exit_code == 1
+    assert first.failures["page"] == 1
+    fetched = {obj["external_references"][0]["external_id"] for obj in stack.holdings().values() if obj["type"] == "indicator"}
+    assert len(fetched) == 2
+    second = stack.sync()
+    assert second.exit_code == 0
+    assert without_modified(stack.holdings()) == without_modified(export_objects(stack, stack.tmp_path))

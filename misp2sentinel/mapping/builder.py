@@ -114,6 +114,12 @@ class EventContext:
 
 def map_event(event: dict, settings: MappingSettings, now: datetime) -> Iterator[Record | Skip]:
     """Yield the records of an event (its creator's identity first, when enabled) and the skips."""
+    if event.get("problem"):
+        # An event with an impossible timestamp is malformed: its attributes are skipped, not guessed at.
+        detail = "the event is invalid: " + "; ".join(event["problem"])
+        for attribute in event["attributes"] + [a for o in event["objects"] for a in o["attributes"]]:
+            yield Skip(INVALID_VALUE, detail, event.get("uuid"), attribute.get("uuid"), attribute.get("type"))
+        return
     context = EventContext(event, settings, now)
     if context.identity is not None and settings.include_identities and not context.summary.chatham_house:
         yield _identity_record(context.identity, context.org)
@@ -145,6 +151,8 @@ def _parts(context: EventContext, attribute: dict, misp_object: ObjectContext | 
     attribute_type = attribute["type"]
     if attribute["deleted"]:
         return context.skip(attribute, DELETED, "the attribute is deleted")
+    if attribute.get("problem"):
+        return context.skip(attribute, INVALID_VALUE, "; ".join(attribute["problem"]))
     to_ids = attribute["to_ids"]
     if to_ids is None:
         to_ids = default_to_ids(attribute_type)

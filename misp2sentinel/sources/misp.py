@@ -169,14 +169,25 @@ class MispSource:
                 return
             page += 1
 
-    def fetch(self, uuids: list[str]) -> Iterator[dict]:
+    def fetch(self, uuids: list[str], on_error=None) -> Iterator[dict]:
         """Yield the full, normalised events of `uuids`, fetched in chunks, with deleted
-        attributes and warninglist hits included so that the bridge can see them."""
+        attributes and warninglist hits included so that the bridge can see them.
+
+        When a chunk still fails after its retries, `on_error(uuids of the chunk, error)` is
+        called and the next chunk is fetched; without `on_error` the error is raised.
+        """
         chunk = self.settings.fetch_chunk_size
         for start in range(0, len(uuids), chunk):
             part = uuids[start:start + chunk]
-            result = self._search(uuid=part, deleted=[0, 1], includeWarninglistHits=True)
-            yield from events_from_document(result)
+            try:
+                result = self._search(uuid=part, deleted=[0, 1], includeWarninglistHits=True)
+                events = events_from_document(result)
+            except (MispError, ValueError) as error:
+                if on_error is None:
+                    raise
+                on_error(part, error)
+                continue
+            yield from events
 
     def fetch_one(self, reference: str) -> dict | None:
         """Fetch one event by numeric id or uuid; return None when MISP does not have it."""

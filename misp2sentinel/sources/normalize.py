@@ -4,11 +4,12 @@ MISP writes numbers as strings (`"timestamp": "1603642920"`) and, in older expor
 booleans as `"0"`/`"1"` or `0`/`1`. The mapper sees one shape only:
 
     event = {uuid, id, info, date, timestamp, publish_timestamp, published, distribution,
-             sharing_group: {id, uuid, name} | None, orgc: {uuid, name} | None, tags: [name], attributes: [attribute], objects: [object]}
+             sharing_group: {id, uuid, name} | None, orgc: {uuid, name} | None, galaxies: [cluster], tags: [name], attributes: [attribute], objects: [object]}
     object = {uuid, name, meta_category, comment, deleted, distribution, tags: [name],
               attributes: [attribute]}
     attribute = {uuid, type, category, value, to_ids (bool | None), timestamp, first_seen,
-                 last_seen, comment, deleted, tags: [name], object_relation, distribution, warnings}
+                 last_seen, comment, deleted, tags: [name], object_relation, distribution, warnings,
+                 galaxies: [cluster], decay_score, data (base64 of an attachment or sample)}
 
 `to_ids` stays None when the input omits it; the mapper then applies MISP's default for the type.
 """
@@ -16,6 +17,8 @@ booleans as `"0"`/`"1"` or `0`/`1`. The mapper sees one shape only:
 from __future__ import annotations
 
 from typing import Any
+
+from misp2sentinel.mapping.context import galaxy_clusters
 
 TRUE_TEXT = {"1", "true", "yes", "on"}
 FALSE_TEXT = {"0", "false", "no", "off", ""}
@@ -47,6 +50,19 @@ def to_int(value: Any) -> int | None:
         return int(float(str(value).strip()))
     except ValueError:
         return None
+
+
+# The latest time a STIX timestamp can carry with a lifetime added: 9000-01-01T00:00:00Z.
+LATEST_TIMESTAMP = 221845392000
+
+
+def to_timestamp(value: Any, problems: list[str], what: str) -> int | None:
+    """Return a Unix time in seconds; a value outside 1970 to 9000 is noted in `problems` and dropped."""
+    number = to_int(value)
+    if number is not None and not 0 <= number <= LATEST_TIMESTAMP:
+        problems.append(f"its {what} {value!r} is not a Unix time between 1970 and 9000")
+        return None
+    return number
 
 
 def to_text(value: Any) -> str | None:
@@ -101,13 +117,15 @@ def value_text(value: Any) -> str | None:
 
 
 def normalize_attribute(raw: dict) -> dict:
+    problems: list[str] = []
     return {
+        "problem": problems,
         "uuid": to_text(raw.get("uuid")),
         "type": (to_text(raw.get("type")) or "").strip(),
         "category": to_text(raw.get("category")),
         "value": value_text(raw.get("value")),
         "to_ids": to_bool(raw.get("to_ids")),
-        "timestamp": to_int(raw.get("timestamp")),
+        "timestamp": to_timestamp(raw.get("timestamp"), problems, "timestamp"),
         "first_seen": to_text(raw.get("first_seen")) or None,
         "last_seen": to_text(raw.get("last_seen")) or None,
         "comment": to_text(raw.get("comment")) or "",
@@ -116,6 +134,9 @@ def normalize_attribute(raw: dict) -> dict:
         "object_relation": to_text(raw.get("object_relation")) or None,
         "distribution": to_int(raw.get("distribution")),
         "warnings": raw.get("warnings") or None,
+        "galaxies": galaxy_clusters(raw.get("Galaxy")),
+        "decay_score": raw.get("decay_score") or None,
+        "data": raw.get("data") if isinstance(raw.get("data"), str) else None,
     }
 
 
@@ -151,19 +172,26 @@ def _sharing_group(raw: dict) -> dict | None:
 
 
 def normalize_event(raw: dict) -> dict:
-    """Normalise one MISP event (the content of `{"Event": ...}`)."""
+    """Normalise one MISP event (the content of `{"Event": ...}`).
+
+    `problem` lists what makes the event unusable (an impossible timestamp); the mapper then skips
+    its attributes as invalid rather than guess.
+    """
+    problems: list[str] = []
     return {
+        "problem": problems,
         "uuid": to_text(raw.get("uuid")),
         "id": to_text(raw.get("id")),
         "info": to_text(raw.get("info")) or "",
         "date": to_text(raw.get("date")),
-        "timestamp": to_int(raw.get("timestamp")),
-        "publish_timestamp": to_int(raw.get("publish_timestamp")),
+        "timestamp": to_timestamp(raw.get("timestamp"), problems, "timestamp"),
+        "publish_timestamp": to_timestamp(raw.get("publish_timestamp"), problems, "publish_timestamp"),
         "published": bool(to_bool(raw.get("published"))),
         "distribution": to_int(raw.get("distribution")),
         "sharing_group": _sharing_group(raw),
         "orgc": normalize_org(raw.get("Orgc")),
         "tags": tag_names(raw.get("Tag"), raw.get("EventTag")),
+        "galaxies": galaxy_clusters(raw.get("Galaxy")),
         "attributes": [normalize_attribute(a) for a in as_list(raw.get("Attribute")) if isinstance(a, dict)],
         "objects": [normalize_object(o) for o in as_list(raw.get("Object")) if isinstance(o, dict)],
     }

@@ -162,7 +162,15 @@ def _run(config: Config, clock: Clock, store: StateStore, report: RunReport, wor
         plan = plan_fetch(config, store, source, runs, selections, pending, now_ms, full=options.full,
                           retry_rejected=options.retry_rejected)
         log.info("fetching %d event(s)", len(plan.uuids))
-        events = source.fetch(plan.uuids)
+
+        def page_failed(uuids: list[str], error: Exception) -> None:
+            # The other pages go on; these events are fetched again by the next run.
+            report.fail("page", f"fetching {len(uuids)} event(s) from MISP failed, they are retried next run: {error}")
+            for run in runs:
+                run.failed_events.update(uuids)
+                run.unfetched.update(uuids)
+
+        events = source.fetch(plan.uuids, on_error=page_failed)
     else:
         from misp2sentinel.sources.files import read_sources
 
@@ -183,7 +191,8 @@ def _run(config: Config, clock: Clock, store: StateStore, report: RunReport, wor
     if plan is not None:
         # MISP leaves out of a fetch with deleted attributes an event that has no attribute row at
         # all, so a listed event missing from the fetch has lost every attribute.
-        for event_uuid in (set(plan.uuids) & plan.listed) - fetched:
+        unfetched = set().union(*(run.unfetched for run in runs))
+        for event_uuid in (set(plan.uuids) & plan.listed) - fetched - unfetched:
             for run in runs:
                 run.revoke_event(event_uuid, gone=False)
 

@@ -55,6 +55,8 @@ class WorkspaceRun:
         self.failed: str | None = None
         self.processed: set[str] = set()
         self.failed_events: set[str] = set()
+        # Events whose fetch failed: they are neither processed nor evidence of anything.
+        self.unfetched: set[str] = set()
         self.gone_events: set[str] = set()
         self.evaluated: dict[str, tuple[int | None, bytes, bool]] = {}
         self.refresh_ids: set[str] = set()

@@ -77,14 +77,20 @@ class RecordedRequest:
 
 
 class _PrefixFault(Fault):
-    """A fault for the requests whose path starts with `path_prefix`."""
+    """A fault for the requests whose path starts with `path_prefix`, after `skip` of them passed."""
 
-    def __init__(self, response: Response, remaining: int, path_prefix: str) -> None:
+    def __init__(self, response: Response, remaining: int, path_prefix: str, skip: int = 0) -> None:
         super().__init__(response, remaining)
         self.path_prefix = path_prefix
+        self.skip = skip
 
     def matches(self, path: str, after_processing: bool) -> bool:
-        return super().matches(path, after_processing) and path.startswith(self.path_prefix)
+        if not (super().matches(path, after_processing) and path.startswith(self.path_prefix)):
+            return False
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        return True
 
 
 @dataclass
@@ -146,8 +152,10 @@ class MispEmulator(MispInstance, EmulatorServer):
 
     # Fault injection and the request log
 
-    def fail_next(self, path_prefix: str, status: int = 500, count: int = 1, body: Any = None, headers: dict[str, str] | None = None) -> None:
-        """Respond with `status` to the next `count` requests whose path starts with `path_prefix`.
+    def fail_next(self, path_prefix: str, status: int = 500, count: int = 1, body: Any = None,
+                  headers: dict[str, str] | None = None, skip: int = 0) -> None:
+        """Respond with `status` to the next `count` requests whose path starts with `path_prefix`,
+        after letting `skip` of them through.
 
         Without `body` the response is a MISP-style error. A dict or list body is sent as
         JSON, a str as text and bytes unchanged.
@@ -157,7 +165,7 @@ class MispEmulator(MispInstance, EmulatorServer):
             response.headers.update(headers or {})
         else:
             response = fault_response(status, body, headers)
-        self._faults.add(_PrefixFault(response, count, path_prefix))
+        self._faults.add(_PrefixFault(response, count, path_prefix, skip))
 
     def disconnect_next(self, path_prefix: str, count: int = 1) -> None:
         """Reset the TCP connection of the next `count` matching requests without a response."""
