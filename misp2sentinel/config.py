@@ -147,7 +147,7 @@ class SanityFilter(Model):
     non_public_addresses: bool = True
     ipv4_min_prefix: Annotated[int, Field(ge=0, le=32)] = 16
     ipv6_min_prefix: Annotated[int, Field(ge=0, le=128)] = 32
-    empty_content_hashes: bool = False
+    empty_content_hashes: bool = True
 
 
 class MappingSettings(Model):

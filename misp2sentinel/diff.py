@@ -174,7 +174,10 @@ def plan_event(
     wanted: set[str] = set()
 
     def lookup(stix_id: str) -> Row | None:
-        return rows.get(stix_id) if stix_id.startswith("indicator--") else identity_row(stix_id)
+        # Identities and attack patterns belong to no event; indicators and relationships do.
+        if stix_id.startswith(("identity--", "attack-pattern--")):
+            return identity_row(stix_id)
+        return rows.get(stix_id)
 
     for record in records:
         verb, action = plan_record(record, lookup, latest, now_ms, refresh_ids, retry_rejected)
@@ -187,6 +190,8 @@ def plan_event(
         if action is not None:
             actions.append(action)
 
+    # TODO: relationships whose indicator is revoked stay live, and keep pointing at the revoked id
+    # when the indicator returns under its next generation.
     for row in rows.values():
         if row.status == LIVE and row.stix_id not in wanted and row.stix_id.startswith("indicator--"):
             actions.append(revocation(row, event_uuid, now_ms))

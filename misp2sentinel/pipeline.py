@@ -28,6 +28,11 @@ def map_records(event: dict, settings: MappingSettings, now: datetime, report: R
     return records
 
 
+# Records that many events share (the creator identity, an ATT&CK attack pattern): sent once per
+# run, and a repeat is not a duplicate.
+SHARED_PARTS = ("identity", "attack-pattern")
+
+
 class WorkspaceFilter:
     """What one workspace (or an export) takes from each mapped event."""
 
@@ -54,7 +59,7 @@ class WorkspaceFilter:
             self.report.skip(Skip(NOT_SELECTED, self.prefix + reason, event.get("uuid")))
             return
         for record in records:
-            if record.part == "identity":
+            if record.part in SHARED_PARTS:
                 if record.id not in self.seen:
                     self.seen.add(record.id)
                     yield record

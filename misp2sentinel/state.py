@@ -36,7 +36,7 @@ FAILED = 1
 REVOKED = 2
 STATUS_NAMES = {LIVE: "live", FAILED: "failed", REVOKED: "revoked"}
 
-KIND_PREFIXES = {0: "indicator--", 1: "identity--"}
+KIND_PREFIXES = {0: "indicator--", 1: "identity--", 2: "attack-pattern--", 3: "relationship--"}
 PREFIX_KINDS = {prefix: kind for kind, prefix in KIND_PREFIXES.items()}
 
 SCHEMA = [

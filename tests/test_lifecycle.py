@@ -443,3 +443,16 @@ def test_rejected_record_retried_when_content_changes(stack):
 
     assert report.outcomes["created"] == 1
     assert target in live(stack)
+
+
+def test_attack_patterns_synced_once(stack):
+    stack.write_config(lifecycle=NO_GUARD, mapping={"default_tlp": "green", "max_tlp": "amber", "include_attack_patterns": True})
+
+    first = stack.sync()
+    second = stack.sync(full=True)
+
+    assert first.exit_code == 0
+    types = {obj["type"] for obj in stack.holdings().values()}
+    assert {"indicator", "attack-pattern", "relationship"} <= types
+    assert second.exit_code == 0
+    assert "created" not in second.outcomes

@@ -190,10 +190,10 @@ def test_empty_content_hash_in_object():
     assert mapped.skip_reasons() == [EMPTY_CONTENT_HASH]
 
 
-def test_empty_content_hash_off_by_default():
+def test_empty_content_hash_on_by_default():
     digest = hashlib.sha256(b"").hexdigest()
 
-    assert map_value("sha256", digest).patterns == [f"[file:hashes.'SHA-256' = '{digest}']"]
+    assert map_value("sha256", digest).patterns == []
 
 
 def test_empty_content_hash_not_a_file_for_x509():

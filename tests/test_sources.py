@@ -28,7 +28,7 @@ FEED = FIXTURES / "feed"
 FEED_EVENT_A = "c6a1f1b0-6c0e-4f5e-9d1a-7b2e3f4a5b6c"
 FEED_EVENT_B = "d7b2a2c1-7d1f-4a6f-8e2b-8c3f4a5b6c7d"
 SECOND_EVENT_UUID = "9e8d7c6b-5a49-4382-9716-05f4e3d2c1b0"
-SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+SHA256 = "592756cafc5f9c50b7a1f8c862f3605ae56199d5f61327e1bcf73fa8ab77182d"
 
 
 def read(paths: list[Path]) -> tuple[list[dict], RunReport]:
