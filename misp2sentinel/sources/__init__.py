@@ -1,2 +1,2 @@
-"""Where MISP events come from: a MISP server or local files. Every source yields normalised
+"""The sources of MISP events: a MISP server or local files. Every source yields normalised
 events (see `normalize.py`) and reports unreadable inputs to the run report."""

@@ -85,7 +85,7 @@ class MispSource:
     def _search(self, **query) -> list:
         """Run one `/events/restSearch` and return its list of events; raise MispError on failure.
 
-        A 5xx answer, a dropped connection or a timeout is retried up to `misp.max_attempts`
+        A 5xx response, a dropped connection or a timeout is retried up to `misp.max_attempts`
         times, waiting `misp.retry_seconds` and then twice as long each time.
         """
         attempt = 1

@@ -2,7 +2,7 @@
 
 Data flows one way. Events are listed and fetched from the source, mapped once, and offered to each
 workspace, which selects its records, plans creates, updates, refreshes and revocations against
-the state, and sends them in batches. The state changes only after Sentinel answered a batch, in
+the state, and sends them in batches. The state changes only after Sentinel acknowledged a batch, in
 one transaction per batch, so a crash at any point loses nothing: the next run sends again
 whatever was not recorded, under the same ids.
 

@@ -2,7 +2,7 @@
 
 Creates, updates and refreshes are sent in batches as events arrive. Revocations wait until the
 end of the run, where a guard holds them back when they would withdraw more than a configured
-share of the workspace at once: a misconfigured MISP key that returns nothing looks exactly like
+share of the workspace at once. A misconfigured MISP key that returns nothing looks exactly like
 everything being deleted. Held revocations are reported, make the run exit 1 and are planned again
 by the next run; `--force` lets them through.
 """
