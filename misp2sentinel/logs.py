@@ -33,10 +33,11 @@ MAX_LIBRARY_MESSAGE_CHARS = 4000
 
 CREDENTIAL_PATTERNS = (
     # Header or field name, a separator, then the value: "Authorization: Bearer x",
-    # "'Authorization': 'key'", "client_secret=x", '"access_token": "x"'.
+    # "'Authorization': 'key'", "client_secret=x", '"access_token": "x"'. A colon followed by a
+    # lower-case word and a space starts prose ("check client_secret: it must be ..."), not a value.
     re.compile(
         r"(?i)\b(authorization|x-misp-auth|client_secret|client_assertion|access_token|refresh_token|api[_-]?key)"
-        r"(['\"]?\s*[:=]\s*['\"]?)(bearer\s+|basic\s+)?[^\s'\",&;}]+"
+        r"(['\"]?\s*(?:=|:(?!\s+(?!bearer\b|basic\b)[a-z]+\s))\s*['\"]?)(bearer\s+|basic\s+)?[^\s'\",&;}]+"
     ),
     re.compile(r"(?i)\b(bearer)(\s+)()[A-Za-z0-9._~+/-]+=*"),
 )

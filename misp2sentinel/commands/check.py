@@ -181,20 +181,23 @@ def _clock_finding(response, settings: MispServer, system_time: Callable[[], flo
 
 def check_workspaces(config: Config) -> list[Finding]:
     """Get a token for each identity, then probe each workspace that has one."""
-    from misp2sentinel.sentinel.auth import TokenProviders, identity_key
+    from misp2sentinel.sentinel.auth import TokenProviders
 
     providers = TokenProviders(timeout_seconds=config.sentinel.timeout_seconds)
-    tokens: dict[tuple, str | WorkspaceError] = {}
+    # One token per provider, as sync keys them: by identity and credential, so each distinct
+    # secret, certificate, CA bundle or proxy of one app registration is tried on its own.
+    tokens: dict[int, str | WorkspaceError] = {}
     findings = []
     for workspace in config.workspaces:
-        key = identity_key(workspace)
+        provider = providers.provider_for(workspace)
+        key = id(provider)
         label = f"client {workspace.client_id} in tenant {workspace.tenant_id}"
         if not workspace.verify_tls:
             findings.append(Finding("workspace", workspace.name, WARNING, "TLS verification is off (verify_tls: false)",
                                     "set ca_bundle to the CA that issued the certificates and turn verify_tls back on"))
         if key not in tokens:
             try:
-                tokens[key] = providers.provider_for(workspace).token()
+                tokens[key] = provider.token()
             except WorkspaceError as error:
                 tokens[key] = error
                 findings.append(Finding("identity", label, FAILED, error.message, _token_hint(error)))

@@ -152,6 +152,8 @@ def _run(config: Config, clock: Clock, store: StateStore, report: RunReport, wor
                      force=options.force, retry_rejected=options.retry_rejected)
         for w in workspaces
     ]
+    for run in runs:
+        run.stop = stop
     pending = {w.name: set(store.pending_events(w.name)) if store.exists else set() for w in workspaces}
     selections = {w.name: selection_key(config, w) for w in workspaces}
 
@@ -219,7 +221,7 @@ def _estimate(config: Config, report: RunReport) -> None:
 def _stop_early(runs: list[WorkspaceRun], selections, pending, cause: str) -> None:
     """Record what was sent, keep the cursors, and raise so the next run goes on from here."""
     for run in runs:
-        run.flush()
+        run.abandon()
         run.finish(None, selections[run.name], None, pending[run.name])
     raise Interrupted(
         f"{cause} before the run was complete; what was sent is recorded",

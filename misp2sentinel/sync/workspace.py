@@ -62,6 +62,8 @@ class WorkspaceRun:
         self.refresh_ids: set[str] = set()
         self.highest_timestamp: int | None = None
         self.live_at_start = store.live_count(self.name) if store.exists else 0
+        # Set by a signal or the time limit: no further batch is sent once it is set.
+        self.stop = None
 
     # Planning
 
@@ -94,6 +96,8 @@ class WorkspaceRun:
                 continue
             self.batch.append(action)
             if len(self.batch) >= self.batch_size:
+                if self.stop is not None and self.stop.is_set():
+                    return
                 self.flush()
                 if self.failed:
                     return
@@ -175,6 +179,18 @@ class WorkspaceRun:
         for start in range(0, len(revocations), self.batch_size):
             self.batch = revocations[start:start + self.batch_size]
             self.flush()
+
+    def abandon(self) -> None:
+        """Drop what is planned but not sent, when the run stops early.
+
+        The events evaluated in this run are forgotten too, so the next run, which starts from the
+        same cursor, fetches and plans them again.
+        """
+        self.batch = []
+        self.revocations = []
+        self.gone_events.clear()
+        self.evaluated.clear()
+        self.processed.clear()
 
     # Recording
 
