@@ -285,7 +285,7 @@ class Workspace(Model):
     @model_validator(mode="after")
     def _check_credential(self) -> Workspace:
         if (self.client_secret is None) == (self.client_certificate is None):
-            raise ValueError("give exactly one credential of the app registration: client_secret or client_certificate")
+            raise ValueError(CREDENTIAL_PROBLEM)
         return self
 
     @field_validator("authority_host", "api_base_url", "legacy_api_base_url")
@@ -392,7 +392,7 @@ class Config(Model):
             chosen = workspace.selection.max_tlp
             if chosen is not None and TLP_ORDER[chosen] > TLP_ORDER[self.mapping.max_tlp]:
                 problems.append(
-                    f"workspace {workspace.name}: selection.max_tlp {chosen} is above mapping.max_tlp "
+                    f"workspace {workspace.name}: selection.max_tlp {chosen} {MAX_TLP_PROBLEM} "
                     f"{self.mapping.max_tlp}, which no data exceeds; lower it or raise mapping.max_tlp"
                 )
         if problems:
@@ -434,7 +434,7 @@ def load_config(path: Path) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(where, [f"expected a mapping of sections at the top level, got {type(data).__name__}"])
 
-    problems: list[str] = _duplicate_workspace_names(data)
+    problems: list[str] = _duplicate_workspace_names(data) + _cross_checks(data)
     secrets: list[str] = []
     unresolved: set[tuple] = set()
     data = _resolve_secrets(data, (), path.parent, problems, secrets, unresolved)
@@ -443,8 +443,9 @@ def load_config(path: Path) -> Config:
         config = Config.model_validate(data)
     except ValidationError as error:
         for item in error.errors():
-            if tuple(item["loc"]) not in unresolved:
-                problems.append(_redact(_describe(item), secrets))
+            if tuple(item["loc"]) in unresolved or _reported_by_cross_checks(item):
+                continue
+            problems.append(_redact(_describe(item), secrets))
     if problems:
         raise ConfigError(where, problems)
     config._path = path
@@ -464,6 +465,36 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+CREDENTIAL_PROBLEM = "give exactly one credential of the app registration: client_secret or client_certificate"
+MAX_TLP_PROBLEM = "is above mapping.max_tlp"
+
+
+def _cross_checks(data: dict) -> list[str]:
+    """Check the rules that span several keys on the raw file, so that they are reported with
+    their key paths and together with every other problem, not only once the rest is valid."""
+    problems = []
+    mapping = data.get("mapping") if isinstance(data.get("mapping"), dict) else {}
+    ceiling = mapping.get("max_tlp", "amber")
+    workspaces = data.get("workspaces") if isinstance(data.get("workspaces"), list) else []
+    for index, workspace in enumerate(workspaces):
+        if not isinstance(workspace, dict):
+            continue
+        if ("client_secret" in workspace) == ("client_certificate" in workspace):
+            problems.append(f"workspaces[{index}]: {CREDENTIAL_PROBLEM}")
+        selection = workspace.get("selection") if isinstance(workspace.get("selection"), dict) else {}
+        chosen = selection.get("max_tlp")
+        if chosen in TLP_ORDER and ceiling in TLP_ORDER and TLP_ORDER[chosen] > TLP_ORDER[ceiling]:
+            problems.append(
+                f"workspaces[{index}].selection.max_tlp: {chosen} {MAX_TLP_PROBLEM} {ceiling}, which no data "
+                "exceeds; lower it or raise mapping.max_tlp"
+            )
+    return problems
+
+
+def _reported_by_cross_checks(item: dict) -> bool:
+    return CREDENTIAL_PROBLEM in item["msg"] or MAX_TLP_PROBLEM in item["msg"]
 
 
 def _duplicate_workspace_names(data: dict) -> list[str]:
