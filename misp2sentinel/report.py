@@ -103,6 +103,8 @@ class RunReport:
     workspaces: dict[str, WorkspaceTally] = field(default_factory=dict)
     failure_messages: list[str] = field(default_factory=list)
     unattributed_failures: int = 0
+    # For a dry run: what a real run would cost, appended to the summary.
+    estimate: str | None = None
 
     def __setattr__(self, name: str, value) -> None:
         object.__setattr__(self, name, value)
@@ -188,6 +190,8 @@ class RunReport:
             text += f" from {self.inputs_read} input(s)"
             if self.inputs_failed:
                 text += f", {self.inputs_failed} unreadable"
+        if self.estimate:
+            text += f"; {self.estimate}"
         return f"{self.command}: {text}"
 
     def as_dict(self) -> dict:

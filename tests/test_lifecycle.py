@@ -456,3 +456,10 @@ def test_attack_patterns_synced_once(stack):
     assert {"indicator", "attack-pattern", "relationship"} <= types
     assert second.exit_code == 0
     assert "created" not in second.outcomes
+
+
+def test_full_dry_run_states_cost(stack):
+    report = stack.sync(full=True, dry_run=True)
+
+    objects = report.outcomes["created"]
+    assert f"would send {objects} object(s) in 1 request(s)" in report.summary()

@@ -208,13 +208,13 @@ def _run(config: Config, clock: Clock, store: StateStore, report: RunReport, wor
 
 
 def _estimate(config: Config, report: RunReport) -> None:
-    """Log what the dry run's uploads would cost at the configured batch size and request rate."""
+    """Add to the dry run's summary what its uploads would cost at the configured batch size and rate."""
     objects = sum(report.outcomes.get(verb, 0) for verb in ("created", "updated", "refreshed", "revoked"))
     requests = math.ceil(objects / config.sentinel.batch_size)
     minutes = requests / config.sentinel.requests_per_minute
-    log.warning(
-        "a real run would send %d object(s) in %d request(s), about %.1f minute(s) at %d requests per minute",
-        objects, requests, minutes, config.sentinel.requests_per_minute,
+    report.estimate = (
+        f"a real run would send {objects} object(s) in {requests} request(s), about {minutes:.1f} minute(s) "
+        f"at {config.sentinel.requests_per_minute} requests per minute"
     )
 
 
