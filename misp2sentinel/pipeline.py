@@ -78,7 +78,7 @@ class WorkspaceFilter:
         if record.tlp_rank > self.ceiling:
             return ABOVE_MAX_TLP, f"TLP {TLP_NAMES[record.tlp_rank]} is above the workspace maximum {TLP_NAMES[self.ceiling]}"
         if record.id in self.seen:
-            return DUPLICATE, f"{record.id} was already produced by an earlier input"
+            return DUPLICATE, f"{record.id} was already produced by an earlier attribute or input"
         return None
 
 

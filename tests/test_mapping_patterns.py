@@ -283,8 +283,6 @@ def test_escaping_filename_hash_pattern_unaffected():
         ("sha256", SHA256[:-1] + "'"),
         ("sha512", SHA512[:-2]),
         ("sha512", SHA256),
-        ("filename|md5", f"invoice.exe|{MD5[:-1]}"),
-        ("filename|sha256", f"invoice.exe|{SHA1}"),
     ],
 )
 def test_invalid_hash_skipped(attribute_type, value):
@@ -330,10 +328,30 @@ def test_invalid_ip_reason_names_value():
     assert "198.51.100.300" in mapped.skips[0].detail
 
 
-def test_invalid_port_skipped():
-    mapped = map_one(misp_attribute("ip-dst|port", "198.51.100.7|99999"))
+def test_invalid_port_keeps_host():
+    attribute = misp_attribute("ip-dst|port", "198.51.100.7|99999")
 
-    assert mapped.indicators == []
+    mapped = map_one(attribute)
+
+    assert [i["pattern"] for i in mapped.indicators] == ["[ipv4-addr:value = '198.51.100.7']"]
+    assert mapped.indicators[0]["id"] == f"indicator--{attribute['uuid']}"
+    assert mapped.skip_reasons() == [INVALID_VALUE]
+
+
+@pytest.mark.parametrize(
+    ("attribute_type", "value"),
+    [
+        ("filename|md5", f"invoice.exe|{MD5[:-1]}"),
+        ("filename|sha256", f"invoice.exe|{SHA1}"),
+    ],
+)
+def test_invalid_hash_keeps_file_name(attribute_type, value):
+    attribute = misp_attribute(attribute_type, value)
+
+    mapped = map_one(attribute)
+
+    assert [i["pattern"] for i in mapped.indicators] == ["[file:name = 'invoice.exe']"]
+    assert mapped.indicators[0]["id"] != f"indicator--{attribute['uuid']}"
     assert mapped.skip_reasons() == [INVALID_VALUE]
 
 

@@ -40,6 +40,11 @@ EVERYTHING_OFF = MappingSettings(
     ("ff02::1", "multicast"),
     ("::ffff:192.168.1.1", "private"),
     ("::ffff:127.0.0.1", "loopback"),
+    ("192.0.0.1", "reserved (IETF protocol assignments)"),
+    ("198.18.0.1", "reserved (benchmarking)"),
+    ("198.19.255.254", "reserved (benchmarking)"),
+    ("2002:a00:1::1", "private"),
+    ("2002:7f00:1::/48", "loopback"),
 ])
 def test_non_public_address_skipped(value, label):
     mapped = map_value("ip-dst", value)
@@ -137,6 +142,12 @@ def test_broad_cidr_detail_names_block():
 
 def test_broad_cidr_switch_off():
     assert map_value("ip-src", "8.0.0.0/8", EVERYTHING_OFF).patterns == ["[ipv4-addr:value = '8.0.0.0/8']"]
+
+
+def test_six_to_four_public_address_kept():
+    mapped = map_value("ip-dst", "2002:801:101::1")
+
+    assert len(mapped.indicators) == 1
 
 
 def test_broad_private_block_reported_as_private():

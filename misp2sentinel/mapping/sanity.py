@@ -4,8 +4,9 @@ MISP's warninglists catch many such values, but they test single addresses, so a
 such as `10.0.0.0/8` passes them. This filter skips, each with its own reason and switch:
 
 * addresses and blocks inside private (RFC 1918, RFC 6598 shared, IPv6 unique local), loopback,
-  link-local, multicast or reserved ranges (`0.0.0.0/8`, `240.0.0.0/4`, `::/8` outside
-  IPv4-mapped addresses, `100::/64`). IPv4-mapped IPv6 addresses are judged by their IPv4 address.
+  link-local, multicast or reserved ranges (`0.0.0.0/8`, `192.0.0.0/24`, `198.18.0.0/15`,
+  `240.0.0.0/4`, `::/8` outside IPv4-mapped addresses, `100::/64`). IPv4-mapped and 6to4
+  (`2002::/16`) IPv6 addresses are judged by the IPv4 address they carry.
   Documentation ranges (`192.0.2.0/24`, `198.51.100.0/24`, `203.0.113.0/24`, `2001:db8::/32`)
   are not filtered.
 * CIDR blocks broader than the configured prefix length.
@@ -28,7 +29,9 @@ _RANGES = {
         ("127.0.0.0/8", "loopback"),
         ("169.254.0.0/16", "link-local"),
         ("172.16.0.0/12", "private"),
+        ("192.0.0.0/24", "reserved (IETF protocol assignments)"),
         ("192.168.0.0/16", "private"),
+        ("198.18.0.0/15", "reserved (benchmarking)"),
         ("224.0.0.0/4", "multicast"),
         ("240.0.0.0/4", "reserved"),
     ],
@@ -50,6 +53,7 @@ NON_PUBLIC_RANGES = {
     for version, ranges in _RANGES.items()
 }
 IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 
 
 def non_public_class(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
@@ -57,6 +61,9 @@ def non_public_class(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> 
     if network.version == 6 and network.prefixlen >= 96 and network.subnet_of(IPV4_MAPPED):
         mapped = network.network_address.ipv4_mapped
         network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
+    elif network.version == 6 and network.prefixlen >= 48 and network.subnet_of(SIX_TO_FOUR):
+        # A 6to4 address carries its IPv4 address in bits 16 to 48.
+        network = ipaddress.ip_network(f"{network.network_address.sixtofour}/{min(32, network.prefixlen - 16)}", strict=False)
     first = int(network.network_address)
     last = first if network.prefixlen == network.max_prefixlen else int(network.broadcast_address)
     for low, high, label in NON_PUBLIC_RANGES[network.version]:

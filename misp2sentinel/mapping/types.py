@@ -149,7 +149,15 @@ def _filename_hash(attribute_type: str, value: str) -> list:
     file_name, digest_text = values.split_composite(
         value, attribute_type, lambda text: values.hash_value(algorithm, text), at_last=True
     )
-    part = hash_part(algorithm, values.hash_value(algorithm, digest_text))
+    try:
+        digest = values.hash_value(algorithm, digest_text)
+    except InvalidValue as error:
+        # A bad hash is skipped alone: the file name is still worth sending, under its own id.
+        if not file_name or attribute_type == "malware-sample":
+            raise
+        name = values.check_text(file_name, "file name")
+        return [InvalidPart("hash", str(error)), Part("file-name", "file_name", name, ("file", "name", literal(name)))]
+    part = hash_part(algorithm, digest)
     if file_name:
         part.name = short_name(f"{file_name} ({part.name})")
         part.notes.append(f"File name: {file_name}.")
@@ -210,7 +218,13 @@ def _domain_ip(attribute_type: str, value: str) -> list:
 
 def _host_port(attribute_type: str, value: str) -> list:
     host_text, port_text = values.split_composite(value, attribute_type, values.port_value, at_last=True)
-    port = values.port_value(port_text)
+    try:
+        port = values.port_value(port_text)
+    except InvalidValue as error:
+        # A bad port is skipped alone: the host keeps the attribute's id and goes out without it.
+        port, port_error = None, InvalidPart("port", str(error))
+    else:
+        port_error = None
     if attribute_type == "hostname|port":
         direction = "dst"
         domain = values.domain_value(host_text, "host name")
@@ -222,9 +236,11 @@ def _host_port(attribute_type: str, value: str) -> list:
         part = Part("value", "ip", address, (values.ip_object_type(network), "value", f"'{address}'"), network=network)
         part.notes.append(f"Direction: {DIRECTION_WORDS[direction]} address.")
         part.labels.append(f"direction:{direction}")
+    part.joined = ("network-traffic", f"{direction}_ref.value", part.comparison[2])
+    if port_error is not None:
+        return [part, port_error]
     part.notes.append(f"Port: {port}.")
     part.labels.append(f"port:{port}")
-    part.joined = ("network-traffic", f"{direction}_ref.value", part.comparison[2])
     part.extra.append(("network-traffic", f"{direction}_port", str(port)))
     return [part]
 
