@@ -117,6 +117,12 @@ def _run_with_state(config: Config, clock: Clock, report: RunReport, workspaces:
         for workspace in workspaces:
             store.bind_workspace(workspace.name, workspace.workspace_id, workspace.source_system)
         run_id = None if options.dry_run else store.start_run(report.command, now_ms)
+        started = clock.monotonic()
+
+        def finished_ms() -> int:
+            # Measured on the monotonic clock: MISP2SENTINEL_NOW fixes the wall-clock run time.
+            return now_ms + int((clock.monotonic() - started) * 1000)
+
         writer = BundleWriter(options.output, now) if options.output else None
         try:
             if writer:
@@ -126,12 +132,12 @@ def _run_with_state(config: Config, clock: Clock, report: RunReport, workspaces:
             if writer:
                 writer.__exit__(type(error), error, None)
             if run_id is not None:
-                store.finish_run(run_id, epoch_ms(clock.now()), "error", str(error)[:500])
+                store.finish_run(run_id, finished_ms(), "error", str(error)[:500])
             raise
         if writer:
             writer.__exit__(None, None, None)
         if run_id is not None:
-            store.finish_run(run_id, epoch_ms(clock.now()), "failed" if report.failed else "ok", report.summary())
+            store.finish_run(run_id, finished_ms(), "failed" if report.failed else "ok", report.summary())
 
 
 def _run(config: Config, clock: Clock, store: StateStore, report: RunReport, workspaces: list[Workspace],
