@@ -408,6 +408,12 @@ def test_failed_misp_page_does_not_stop_run(stack):
     assert first.failures["page"] == 1
     fetched = {obj["external_references"][0]["external_id"] for obj in stack.holdings().values() if obj["type"] == "indicator"}
     assert len(fetched) == 2
+    config = load_config(stack.config_path)
+    failed_event = stack.misp.get_event(PHISHING_EVENT)["Event"]
+    with StateStore(stack.state_path, readonly=True) as state:
+        cursor = state.cursor("soc", f"misp:{stack.misp.url}", selection_key(config, config.workspaces[0]))
+    assert PHISHING_EVENT not in fetched
+    assert cursor is None or cursor < int(failed_event["timestamp"])
     second = stack.sync()
     assert second.exit_code == 0
     assert without_modified(stack.holdings()) == without_modified(export_objects(stack, stack.tmp_path))

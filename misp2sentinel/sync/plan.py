@@ -58,6 +58,8 @@ class FetchPlan:
 
     uuids: list[str] = field(default_factory=list)
     listed_until: int = 0
+    # Event.timestamp of each event to fetch, 0 where unknown (pending and refreshed events).
+    timestamps: dict[str, int] = field(default_factory=dict)
     swept_at: int | None = None
     # Events the sweep listed: one of them that a fetch does not return has no attribute left.
     listed: set[str] = field(default_factory=set)
@@ -103,7 +105,7 @@ def plan_fetch(config: Config, store: StateStore, source, runs: list[WorkspaceRu
                     wanted.setdefault(event_uuid, 0)
 
     order = sorted(wanted, key=lambda u: (wanted[u], u))
-    return FetchPlan(order, until, swept_at, set(catalogue) if swept_at is not None else set())
+    return FetchPlan(order, until, wanted, swept_at, set(catalogue) if swept_at is not None else set())
 
 
 def _sweep_due(config: Config, store: StateStore, source_name: str, runs, selections, until: int) -> bool:

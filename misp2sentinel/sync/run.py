@@ -172,8 +172,11 @@ def _run(config: Config, clock: Clock, store: StateStore, report: RunReport, wor
         log.info("fetching %d event(s)", len(plan.uuids))
 
         def page_failed(uuids: list[str], error: Exception) -> None:
-            # The other pages go on; these events are fetched again by the next run.
+            # The other pages go on; these events are fetched again by the next run, and the cursor
+            # stays below them so that it never passes what was not processed.
             report.fail("page", f"fetching {len(uuids)} event(s) from MISP failed, they are retried next run: {error}")
+            lowest = min(plan.timestamps.get(event_uuid, 0) for event_uuid in uuids)
+            plan.listed_until = min(plan.listed_until, lowest - 1)
             for run in runs:
                 run.failed_events.update(uuids)
                 run.unfetched.update(uuids)
