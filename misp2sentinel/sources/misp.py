@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from misp2sentinel.clock import Clock
 from misp2sentinel.config import MispServer, TagFilter
@@ -173,21 +174,35 @@ class MispSource:
         """Yield the full, normalised events of `uuids`, fetched in chunks, with deleted
         attributes and warninglist hits included so that the bridge can see them.
 
-        When a chunk still fails after its retries, `on_error(uuids of the chunk, error)` is
-        called and the next chunk is fetched; without `on_error` the error is raised.
+        The next chunk is fetched in a background thread while the caller maps and uploads the
+        current one, so uploads start after the first chunk and MISP and Sentinel work at once;
+        at most two chunks are held in memory. When a chunk still fails after its retries,
+        `on_error(uuids of the chunk, error)` is called and the next chunk is used; without
+        `on_error` the error is raised.
         """
-        chunk = self.settings.fetch_chunk_size
-        for start in range(0, len(uuids), chunk):
-            part = uuids[start:start + chunk]
-            try:
-                result = self._search(uuid=part, deleted=[0, 1], includeWarninglistHits=True)
-                events = events_from_document(result)
-            except (MispError, ValueError) as error:
-                if on_error is None:
-                    raise
-                on_error(part, error)
-                continue
-            yield from events
+        size = self.settings.fetch_chunk_size
+        chunks = [uuids[start:start + size] for start in range(0, len(uuids), size)]
+        if not chunks:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="misp-fetch") as pool:
+            future = pool.submit(self._fetch_chunk, chunks[0])
+            for index, part in enumerate(chunks):
+                following = pool.submit(self._fetch_chunk, chunks[index + 1]) if index + 1 < len(chunks) else None
+                try:
+                    events = future.result()
+                except (MispError, ValueError) as error:
+                    if on_error is None:
+                        if following is not None:
+                            following.cancel()
+                        raise
+                    on_error(part, error)
+                    events = []
+                yield from events
+                future = following
+
+    def _fetch_chunk(self, uuids: list[str]) -> list[dict]:
+        result = self._search(uuid=uuids, deleted=[0, 1], includeWarninglistHits=True)
+        return events_from_document(result)
 
     def fetch_one(self, reference: str) -> dict | None:
         """Fetch one event by numeric id or uuid; return None when MISP does not have it."""
