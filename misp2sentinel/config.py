@@ -111,6 +111,15 @@ IndicatorType = Literal[
 ]
 
 
+class GlobalFilter(Model):
+    """The only filter MISP receives: tags and creator orgs. The rest of a selection (types,
+    distribution, sharing groups, TLP) is applied by the bridge per workspace, because MISP's own
+    filters would hide the changes the bridge must see."""
+
+    tags: TagFilter = Field(default_factory=TagFilter)
+    orgs: list[str] = Field(default_factory=list)
+
+
 class LifetimeDays(Model):
     """Days an indicator stays valid after its reference time, per indicator kind; `never` sends
     no `valid_until`, so the indicator stays valid until it is revoked."""
@@ -182,7 +191,7 @@ class MispServer(Model):
     timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     max_attempts: Annotated[int, Field(ge=1)] = 4
     retry_seconds: Annotated[float, Field(ge=0)] = 5.0
-    filter: Selection = Field(default_factory=Selection)
+    filter: GlobalFilter = Field(default_factory=GlobalFilter)
     published_only: bool = True
     lookback_days: Annotated[int, Field(ge=1)] = 30
     overlap_seconds: Annotated[int, Field(ge=0)] = 300

@@ -412,3 +412,16 @@ def test_export_workspace_selection_applies(run_cli, tmp_path):
     assert lab_result.exit_code == 0, lab_result.stderr
     assert [o["type"] for o in json.loads(soc.read_text())["objects"]].count("indicator") == 0
     assert [o["type"] for o in json.loads(lab.read_text())["objects"]].count("indicator") == 1
+
+
+def test_global_filter_rejects_workspace_keys(tmp_path):
+    text = f"""\
+misp:
+  url: https://misp.example.org
+  key: {MISP_KEY}
+  filter:
+    types: [domain]
+"""
+    problems, _ = config_problems(write_config(tmp_path, text))
+
+    assert any(problem.startswith("misp.filter.types: unknown key") for problem in problems)

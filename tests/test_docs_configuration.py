@@ -12,9 +12,6 @@ from tests.conftest import REPO_ROOT
 
 EXAMPLE_TEXT = (REPO_ROOT / "config.example.yaml").read_text(encoding="utf-8")
 
-# Keys the model accepts under misp.filter that the MISP query ignores (only tags and orgs reach
-# MISP). The example leaves them out so that no reader sets a filter that is never applied.
-UNAPPLIED_FILTER_KEYS = {"misp.filter.types", "misp.filter.distribution", "misp.filter.sharing_groups", "misp.filter.max_tlp"}
 
 # A commented-out key line such as `    #   thumbprint: ...`; the example shows `client_certificate`
 # this way because a workspace takes it or `client_secret`, never both.
@@ -57,7 +54,7 @@ def test_configuration_page_lists_every_key():
 def test_example_has_every_model_key():
     uncommented = COMMENTED_KEY.sub(r"\1\2", EXAMPLE_TEXT)
     in_example = example_paths(yaml.safe_load(uncommented))
-    missing = sorted(set(key_paths()) - in_example - UNAPPLIED_FILTER_KEYS)
+    missing = sorted(set(key_paths()) - in_example)
 
     assert missing == []
 
