@@ -196,23 +196,32 @@ def _x509_fingerprint(attribute_type: str, value: str) -> list:
 
 def _domain_ip(attribute_type: str, value: str) -> list:
     domain_text, ip_text = values.split_composite(value, "domain|ip", values.ip_network, at_last=True)
+    domain = network = None
     parts: list = []
     try:
         domain = values.domain_value(domain_text)
-        note = f"Resolves to {ip_text} (MISP domain|ip)."
-        parts.append(Part("domain", "domain", domain, ("domain-name", "value", literal(domain)), [note]))
     except InvalidValue as error:
-        parts.append(InvalidPart("domain", str(error)))
+        domain_error = InvalidPart("domain", str(error))
     try:
         network = values.ip_network(ip_text)
-        address = values.ip_text(network)
-        note = f"Resolution of {domain_text} (MISP domain|ip)."
-        part = Part("ip", "ip", address, (values.ip_object_type(network), "value", f"'{address}'"), [note])
+    except InvalidValue as error:
+        ip_error = InvalidPart("ip", str(error))
+    address = values.ip_text(network) if network is not None else None
+
+    # Each half names the other in its description only when the other half is valid.
+    if domain is not None:
+        notes = [f"Resolves to {address} (MISP domain|ip)."] if address else []
+        parts.append(Part("domain", "domain", domain, ("domain-name", "value", literal(domain)), notes))
+    else:
+        parts.append(domain_error)
+    if network is not None:
+        notes = [f"Resolution of {domain} (MISP domain|ip)."] if domain else []
+        part = Part("ip", "ip", address, (values.ip_object_type(network), "value", f"'{address}'"), notes)
         part.network = network
         part.joined = ("domain-name", "resolves_to_refs[*].value", f"'{address}'")
         parts.append(part)
-    except InvalidValue as error:
-        parts.append(InvalidPart("ip", str(error)))
+    else:
+        parts.append(ip_error)
     return parts
 
 
