@@ -15,33 +15,14 @@ import uuid
 import pytest
 
 from misp2sentinel.state import StateStore
-from tests.emulators.tls import EmulatorTLS
-from tests.emulators.tokens import SigningKey
-from tests.sync_stack import PROXY_AND_CA_VARIABLES, REPO_ROOT, start_stack, stop_stack
+from tests.stack_fixtures import NO_GUARD, clean_environment, signing_key, tls  # noqa: F401
+from tests.sync_stack import REPO_ROOT, start_stack, stop_stack
 
 EXAMPLE_FEED = REPO_ROOT / "examples" / "feed"
 PHISHING_EVENT = "87e64764-5f69-59b6-97b0-44dd8a14d25a"
 LOADER_EVENT = "5430c4da-7a09-50a8-bb18-6deee74d4b41"
 C2_EVENT = "8b93e7c2-5a01-5872-b704-96184e726098"
 DAY = 86400
-# The guard is off unless a test turns it on, so that small scenarios can revoke freely.
-NO_GUARD = {"guard_share": 1.0, "guard_min": 1000}
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    for name in PROXY_AND_CA_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    return EmulatorTLS.create(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def signing_key():
-    return SigningKey.generate()
 
 
 @pytest.fixture

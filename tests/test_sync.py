@@ -20,9 +20,8 @@ from stix2patterns.validator import run_validator
 from misp2sentinel.config import load_config
 from misp2sentinel.state import StateStore
 from misp2sentinel.sync import selection_key
-from tests.emulators.tls import EmulatorTLS
-from tests.emulators.tokens import SigningKey
-from tests.sync_stack import CLIENT_SECRET, MISP_KEY, PROXY_AND_CA_VARIABLES, REPO_ROOT, start_stack, stop_stack
+from tests.stack_fixtures import clean_environment, make_stack, signing_key, stack, tls  # noqa: F401
+from tests.sync_stack import CLIENT_SECRET, MISP_KEY, PROXY_AND_CA_VARIABLES, REPO_ROOT
 
 EXAMPLE_FEED = REPO_ROOT / "examples" / "feed"
 CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "misp-events"
@@ -30,41 +29,6 @@ CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "misp-events"
 PHISHING_EVENT = "87e64764-5f69-59b6-97b0-44dd8a14d25a"
 LOADER_EVENT = "5430c4da-7a09-50a8-bb18-6deee74d4b41"
 C2_EVENT = "8b93e7c2-5a01-5872-b704-96184e726098"
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    for name in PROXY_AND_CA_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    return EmulatorTLS.create(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def signing_key():
-    return SigningKey.generate()
-
-
-@pytest.fixture
-def make_stack(tmp_path, tls, signing_key):
-    stacks = []
-
-    def make(events_dir: Path | None = EXAMPLE_FEED, **sentinel_options):
-        stack = start_stack(tmp_path, tls, signing_key, events_dir, **sentinel_options)
-        stacks.append(stack)
-        return stack
-
-    yield make
-    for stack in stacks:
-        stop_stack(stack)
-
-
-@pytest.fixture
-def stack(make_stack):
-    return make_stack()
 
 
 def export_objects(stack, tmp_path, *extra) -> dict[str, dict]:
