@@ -12,16 +12,11 @@ process, start-up and imports included, with peak resident memory.
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_speed import make_event  # noqa: E402
+from export_speed import measure, write_feed  # noqa: E402
 
 MISP_STIX_SCRIPT = """
 import json, sys
@@ -38,18 +33,6 @@ print(count, file=sys.stderr)
 """
 
 
-def measure(command: list[str], environment: dict | None = None) -> tuple[float, float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, env=environment)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode != 0:
-        sys.exit(f"{command[0]} failed: {result.stderr[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return cpu, wall, after.ru_maxrss / 1024
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--misp-stix-python", required=True, help="Python interpreter of a virtual environment with misp-stix")
@@ -57,14 +40,7 @@ def main() -> None:
     parser.add_argument("--attributes", type=int, default=50, help="attributes per event")
     arguments = parser.parse_args()
 
-    feed = Path(tempfile.mkdtemp(prefix="misp2sentinel-compare-")) / "feed"
-    feed.mkdir()
-    manifest = {}
-    for number in range(arguments.events):
-        event = make_event(number, arguments.attributes)
-        (feed / f"{event['Event']['uuid']}.json").write_text(json.dumps(event))
-        manifest[event["Event"]["uuid"]] = {}
-    (feed / "manifest.json").write_text(json.dumps(manifest))
+    feed = write_feed(arguments.events, arguments.attributes)
     total = arguments.events * arguments.attributes
 
     theirs = measure([arguments.misp_stix_python, "-c", MISP_STIX_SCRIPT, str(feed)])
@@ -73,7 +49,7 @@ def main() -> None:
         {"MISP2SENTINEL_NOW": "2026-02-01T00:00:00Z", "PATH": "/usr/bin:/bin"},
     )
     print(f"input attributes: {total} in {arguments.events} events of {arguments.attributes}")
-    for name, (cpu, wall, peak) in (("misp-stix", theirs), ("misp2sentinel", ours)):
+    for name, (cpu, wall, peak, _) in (("misp-stix", theirs), ("misp2sentinel", ours)):
         print(f"{name}: {total / cpu:,.0f} attributes per CPU second ({cpu:.2f} s CPU, {wall:.2f} s wall, {peak:.0f} MB peak)")
     print(f"ratio: {theirs[0] / ours[0]:.1f} times misp-stix's rate")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -62,39 +62,53 @@ def make_event(number: int, attributes: int) -> dict:
     }}
 
 
+def write_feed(events: int, attributes: int) -> Path:
+    """Write a feed folder of generated events into a new temporary folder and return the feed's path."""
+    feed = Path(tempfile.mkdtemp(prefix="misp2sentinel-bench-")) / "feed"
+    feed.mkdir()
+    manifest = {}
+    for number in range(events):
+        event = make_event(number, attributes)
+        (feed / f"{event['Event']['uuid']}.json").write_text(json.dumps(event))
+        manifest[event["Event"]["uuid"]] = {}
+    (feed / "manifest.json").write_text(json.dumps(manifest))
+    return feed
+
+
+def measure(command: list[str], environment: dict | None = None) -> tuple[float, float, float, str]:
+    """Run a command and return (CPU seconds, wall seconds, peak resident MB, stderr) of that process alone.
+
+    `os.wait4` gives the child's own resource usage, whereas RUSAGE_CHILDREN would report the
+    largest peak of every child run so far.
+    """
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
+    stderr = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        sys.exit(f"{command[0]} failed ({process.returncode}): {stderr[-2000:]}")
+    return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024, stderr
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--attributes", type=int, default=50, help="attributes per event")
     arguments = parser.parse_args()
 
-    folder = Path(tempfile.mkdtemp(prefix="misp2sentinel-bench-"))
-    feed = folder / "feed"
-    feed.mkdir()
-    manifest = {}
-    for number in range(arguments.events):
-        event = make_event(number, arguments.attributes)
-        (feed / f"{event['Event']['uuid']}.json").write_text(json.dumps(event))
-        manifest[event["Event"]["uuid"]] = {}
-    (feed / "manifest.json").write_text(json.dumps(manifest))
+    feed = write_feed(arguments.events, arguments.attributes)
     total = arguments.events * arguments.attributes
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "misp2sentinel", "export", "--source", str(feed), "--output", str(folder / "bundle.json")],
-        capture_output=True, text=True, env={"MISP2SENTINEL_NOW": "2026-02-01T00:00:00Z", "PATH": "/usr/bin:/bin"},
+    cpu, elapsed, peak, stderr = measure(
+        [sys.executable, "-m", "misp2sentinel", "export", "--source", str(feed), "--output", str(feed.parent / "bundle.json")],
+        {"MISP2SENTINEL_NOW": "2026-02-01T00:00:00Z", "PATH": "/usr/bin:/bin"},
     )
-    elapsed = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if result.returncode != 0:
-        sys.exit(f"export failed ({result.returncode}): {result.stderr}")
-    print(result.stderr.strip())
+    print(stderr.strip())
     print(f"input attributes: {total} in {arguments.events} events of {arguments.attributes}")
     print(f"wall time: {elapsed:.2f} s; CPU time: {cpu:.2f} s")
     print(f"rate: {total / cpu:,.0f} input attributes per CPU second (whole process)")
-    print(f"peak resident memory: {after.ru_maxrss / 1024:.0f} MB")
+    print(f"peak resident memory: {peak:.0f} MB")
 
 
 if __name__ == "__main__":
