@@ -38,6 +38,7 @@ from tests.emulators.misp import MispEmulator
 from tests.emulators.sentinel import SentinelEmulator
 from tests.emulators.tls import ClientCertificate, EmulatorTLS
 from tests.emulators.tokens import SigningKey
+from tests.sync_stack import PROXY_AND_CA_VARIABLES
 
 SECRET = "delivery-auth-secret-9d2e4f"
 PASSPHRASE = "pfx-passphrase-b71c"
@@ -59,7 +60,7 @@ SETTINGS = SentinelSettings(
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ENVIRONMENT_VARIABLES:
+    for name in PROXY_AND_CA_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 

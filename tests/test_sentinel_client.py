@@ -28,24 +28,12 @@ from tests.emulators.idp import IdentityProviderEmulator
 from tests.emulators.sentinel import SentinelEmulator
 from tests.emulators.tls import EmulatorTLS
 from tests.emulators.tokens import SigningKey
+from tests.sync_stack import PROXY_AND_CA_VARIABLES
 
 SECRET = "s3cret-value-that-must-never-be-shown"
 
-ENVIRONMENT_VARIABLES = (
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "SSL_CERT_FILE",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-)
 
-# Waits are deterministic: every backoff draw is half of its ceiling.
+# Waits are deterministic: every jitter draw is 0.5, so each backoff waits three quarters of its ceiling.
 HALF = lambda: 0.5  # noqa: E731
 
 SETTINGS = SentinelSettings(
@@ -61,7 +49,7 @@ SETTINGS = SentinelSettings(
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ENVIRONMENT_VARIABLES:
+    for name in PROXY_AND_CA_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 

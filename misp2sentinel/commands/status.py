@@ -20,9 +20,6 @@ from misp2sentinel.config import Config
 from misp2sentinel.errors import StateError
 from misp2sentinel.state import KIND_PREFIXES, StateStore, key16
 
-# The message prefixes of failures that a retry in a later run can fix (see sentinel/client.py);
-# every other stored error is a record that Sentinel refused.
-
 SWEEP_PREFIX = "sweep|"
 
 ACTIVE = "active"
