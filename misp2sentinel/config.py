@@ -93,7 +93,7 @@ class TagFilter(Model):
 
 
 class Selection(Model):
-    """What one workspace takes from the pulled data."""
+    """The part of the pulled data that one workspace takes."""
 
     tags: TagFilter = Field(default_factory=TagFilter)
     orgs: list[str] = Field(default_factory=list)
@@ -621,7 +621,12 @@ def _describe(item: dict) -> str:
 def _dotted(key_path: tuple) -> str:
     text = ""
     for part in key_path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif text:
+            text += f".{part}"
+        else:
+            text = str(part)
     return text or "(top level)"
 
 

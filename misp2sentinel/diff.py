@@ -1,4 +1,4 @@
-"""Comparing an event's records with what the state says a workspace holds.
+"""Comparing an event's records with what the state records a workspace contains.
 
 For each record: no live row means create, a live row with another content digest means update,
 the same digest means unchanged. Every live indicator of the event that the records no longer
@@ -40,7 +40,7 @@ def content_digest(stix: dict) -> bytes:
 
 @dataclass(slots=True)
 class Action:
-    """One object to send to one workspace, and what the state records once Sentinel answers."""
+    """One object to send to one workspace, and what the state records once Sentinel responds."""
 
     verb: str
     stix: dict

@@ -154,7 +154,7 @@ def decode_id(kind: int, blob: bytes) -> str:
 
 @dataclass(slots=True)
 class Row:
-    """What the state holds for one STIX id in one workspace."""
+    """The state's record of one STIX id in one workspace."""
 
     stix_id: str
     source_key: bytes
@@ -174,7 +174,7 @@ class Row:
 
 @dataclass(slots=True)
 class Outcome:
-    """The result of sending one object: what to write for it once Sentinel answered."""
+    """The result of sending one object: what to write for it once Sentinel responded."""
 
     stix_id: str
     source_key: bytes

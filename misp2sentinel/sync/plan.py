@@ -4,7 +4,7 @@
   `publish_timestamp`) lies in `[cursor - overlap, now]`; a workspace without a cursor starts
   `misp.lookback_days` back. The run uses the lowest cursor of its workspaces.
 * **The sweep.** Every run (or every `lifecycle.sweep_interval_hours`), one metadata query lists the
-  whole selection. An event the state knows that the list no longer contains was deleted or left
+  whole selection. An event recorded in the state that the list no longer contains was deleted or left
   the global filter, so its live indicators are revoked. A known event whose timestamp or tags
   differ from what the state remembers is fetched, which catches tags added or removed without a
   timestamp change (local tags). Events never seen before are fetched when they fall inside the

@@ -1,4 +1,4 @@
-"""What one workspace does during a run: select, plan, batch, send and record.
+"""One workspace's part of a run: select, plan, batch, send and record.
 
 Creates, updates and refreshes are sent in batches as events arrive. Revocations wait until the
 end of the run, where a guard holds them back when they would withdraw more than a configured
