@@ -378,4 +378,7 @@ def check(config_path: Path, json_output: bool) -> None:
 
 
 def main() -> None:
-    cli(prog_name="misp2sentinel")
+    from misp2sentinel.gc_pacing import paced_collection
+
+    with paced_collection():
+        cli(prog_name="misp2sentinel")

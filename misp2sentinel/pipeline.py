@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from misp2sentinel.config import MappingSettings, Selection
+from misp2sentinel.gc_pacing import collect_if_due
 from misp2sentinel.mapping import Record, map_event
 from misp2sentinel.mapping.markings import TLP_NAMES, TLP_RANK
 from misp2sentinel.report import ABOVE_MAX_TLP, DUPLICATE, NOT_SELECTED, RunReport, Skip
@@ -18,14 +19,18 @@ from misp2sentinel.selection import event_selected, max_rank
 
 def map_records(event: dict, settings: MappingSettings, now: datetime, report: RunReport) -> list[Record]:
     """Map one event, count its mapping skips, and return its records."""
+    return list(stream_records(event, settings, now, report))
+
+
+def stream_records(event: dict, settings: MappingSettings, now: datetime, report: RunReport) -> Iterator[Record]:
+    """Map one event and yield its records as they are built, counting its mapping skips."""
+    collect_if_due()
     report.events += 1
-    records = []
     for item in map_event(event, settings, now):
-        if isinstance(item, Skip):
+        if item.__class__ is Skip:
             report.skip(item)
         else:
-            records.append(item)
-    return records
+            yield item
 
 
 # Records that many events share (the creator identity, an ATT&CK attack pattern): sent once per
@@ -53,9 +58,12 @@ class WorkspaceFilter:
             return None
         return event_selected(event, self.selection)
 
-    def records(self, event: dict, records: list[Record]) -> Iterator[Record]:
+    def records(self, event: dict, records: Iterable[Record]) -> Iterator[Record]:
         reason = self.event_reason(event)
         if reason is not None:
+            # A stream of records is still drained, so the event's mapping skips are counted.
+            for _ in records:
+                pass
             self.report.skip(Skip(NOT_SELECTED, self.prefix + reason, event.get("uuid")))
             return
         for record in records:

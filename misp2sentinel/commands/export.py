@@ -16,7 +16,7 @@ from misp2sentinel.config import Config, MappingSettings, load_config
 from misp2sentinel.diff import current_stix
 from misp2sentinel.errors import InputError, Misp2SentinelError, UsageError
 from misp2sentinel.export import BundleWriter
-from misp2sentinel.pipeline import WorkspaceFilter, map_records
+from misp2sentinel.pipeline import WorkspaceFilter, stream_records
 from misp2sentinel.report import UNPUBLISHED, RunReport, Skip
 from misp2sentinel.sources.files import read_sources
 
@@ -51,10 +51,8 @@ def run_export(config_path: Path | None, workspace_name: str | None, sources: li
     try:
         with BundleWriter(output, now) as writer:
             for event in events:
-                records = map_records(event, settings, now, report)
-                selected = list(chosen.records(event, records))
                 rows = store.rows_for_event(workspace.name, event["uuid"]) if store and event.get("uuid") else {}
-                for record in selected:
+                for record in chosen.records(event, stream_records(event, settings, now, report)):
                     writer.write(current_stix(record, rows) if rows else record.stix)
             if report.inputs_failed and not report.inputs_read:
                 # Nothing could be read: keep the previous output rather than replace it with nothing.

@@ -107,6 +107,8 @@ class EventContext:
         self.external_references = _external_references(self.event_uuid, settings.misp_url)
         self.event_note = f"MISP event: {event['info']}" if event.get("info") else None
         self.attack_patterns: set[str] = set()
+        # Shared properties of attributes without tags or galaxies of their own, per (type, category, TLP).
+        self.plain_shared: dict[tuple, tuple] = {}
 
     def skip(self, attribute: dict, reason: str, detail: str) -> Skip:
         return Skip(reason, detail, self.event_uuid, attribute.get("uuid"), attribute.get("type"))

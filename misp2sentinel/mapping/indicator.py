@@ -42,7 +42,8 @@ class Shared:
 def _has_galaxies(attribute: dict) -> bool:
     if attribute.get("galaxies"):
         return True
-    return any(tag[:12].lower() == "misp-galaxy:" for tag in attribute["tags"])
+    tags = attribute["tags"]
+    return bool(tags) and any(tag[:12].lower() == "misp-galaxy:" for tag in tags)
 
 
 def _cluster_context(context, attributes: list[dict], misp_object):
@@ -121,21 +122,40 @@ def shared_properties(context, attributes: list[dict], misp_object, own: TagSumm
         if created is None or first_sent < created:
             created = first_sent
     chatham_house = own.chatham_house or object_summary.chatham_house or context.summary.chatham_house
-    threat_types = own.threat_types or object_summary.threat_types or context.summary.threat_types
-    clusters = _cluster_context(context, attributes, misp_object)
+    first = attributes[0]
+    if misp_object is None and len(attributes) == 1 and not first["tags"] and not first.get("galaxies"):
+        # Most attributes carry no tags of their own: their labels, types and context then depend only
+        # on the type, category and TLP, so they are computed once per event for each combination.
+        key = (first["type"], first.get("category"), rank)
+        plain = context.plain_shared.get(key)
+        if plain is None:
+            plain = context.plain_shared[key] = _plain_shared(context, attributes, own, object_summary, rank)
+        labels, types, clusters = plain
+    else:
+        clusters = _cluster_context(context, attributes, misp_object)
+        labels = _labels(context, attributes, misp_object, clusters.labels, rank)
+        threat_types = own.threat_types or object_summary.threat_types or context.summary.threat_types
+        types = indicator_types(threat_types, first.get("category"), context.settings.default_indicator_type)
     return Shared(
         created=lifetime.stix_timestamp(min(created, now)),
         valid_from=valid_from,
         confidence=_confidence(context, attributes, own, object_summary),
-        labels=_labels(context, attributes, misp_object, clusters.labels, rank),
+        labels=labels,
         marking=marking_id(rank, context.settings.tlp_version),
         chatham_house=chatham_house,
-        indicator_types=indicator_types(threat_types, attributes[0].get("category"),
-                                        context.settings.default_indicator_type),
+        indicator_types=types,
         kill_chain_phases=clusters.kill_chain_phases,
         references=clusters.references,
         techniques=clusters.techniques,
     )
+
+
+def _plain_shared(context, attributes: list[dict], own: TagSummary, object_summary: TagSummary, rank: int):
+    """Return (labels, indicator types, cluster context) of an attribute without tags or galaxies of its own."""
+    clusters = context.context
+    threat_types = own.threat_types or object_summary.threat_types or context.summary.threat_types
+    types = indicator_types(threat_types, attributes[0].get("category"), context.settings.default_indicator_type)
+    return _labels(context, attributes, None, clusters.labels, rank), types, clusters
 
 
 def indicator(context, shared: Shared, part: Part, notes: list[str], until: datetime | None) -> dict:
@@ -147,7 +167,7 @@ def indicator(context, shared: Shared, part: Part, notes: list[str], until: date
         "created": shared.created,
         "modified": context.modified,
         "name": part.name,
-        "indicator_types": shared.indicator_types,
+        "indicator_types": list(shared.indicator_types),
         "pattern": part.pattern,
         "pattern_type": part.pattern_type,
     }

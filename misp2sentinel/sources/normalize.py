@@ -82,12 +82,18 @@ def tag_names(*tag_lists: Any) -> list[str]:
     """
     names: list[str] = []
     for tags in tag_lists:
+        if not tags:
+            continue
         for tag in as_list(tags) if not isinstance(tags, str) else [tags]:
-            if isinstance(tag, dict) and isinstance(tag.get("Tag"), dict):
-                tag = tag["Tag"]
-            name = tag.get("name") if isinstance(tag, dict) else tag
-            if isinstance(name, str) and name.strip() and name.strip() not in names:
-                names.append(name.strip())
+            if isinstance(tag, dict):
+                inner = tag.get("Tag")
+                name = inner.get("name") if isinstance(inner, dict) else tag.get("name")
+            else:
+                name = tag
+            if isinstance(name, str):
+                name = name.strip()
+                if name and name not in names:
+                    names.append(name)
     return names
 
 
@@ -116,27 +122,59 @@ def value_text(value: Any) -> str | None:
     return None
 
 
+def _text_or_none(value: Any) -> str | None:
+    """`to_text(value) or None`, inlined for strings on the hot path."""
+    if value.__class__ is str:
+        return value or None
+    return to_text(value) or None
+
+
+def _timestamp(value: Any, problems: list[str], what: str) -> int | None:
+    """`to_timestamp`, with MISP's usual digit string read directly."""
+    if value.__class__ is str and value.isdigit() and value.isascii():
+        number = int(value)
+        if number <= LATEST_TIMESTAMP:
+            return number
+    return to_timestamp(value, problems, what)
+
+
 def normalize_attribute(raw: dict) -> dict:
+    """Normalise one MISP attribute; see the module docstring for the shape.
+
+    This runs once per attribute, so the common types (strings, booleans) are read inline and the
+    general converters run only for the other shapes.
+    """
     problems: list[str] = []
+    get = raw.get
+    uuid = get("uuid")
+    attribute_type = get("type")
+    value = get("value")
+    to_ids = get("to_ids")
+    deleted = get("deleted")
+    comment = get("comment")
+    category = get("category")
+    tags = get("Tag")
+    galaxies = get("Galaxy")
+    data = get("data")
     return {
         "problem": problems,
-        "uuid": to_text(raw.get("uuid")),
-        "type": (to_text(raw.get("type")) or "").strip(),
-        "category": to_text(raw.get("category")),
-        "value": value_text(raw.get("value")),
-        "to_ids": to_bool(raw.get("to_ids")),
-        "timestamp": to_timestamp(raw.get("timestamp"), problems, "timestamp"),
-        "first_seen": to_text(raw.get("first_seen")) or None,
-        "last_seen": to_text(raw.get("last_seen")) or None,
-        "comment": to_text(raw.get("comment")) or "",
-        "deleted": bool(to_bool(raw.get("deleted"))),
-        "tags": tag_names(raw.get("Tag"), raw.get("AttributeTag")),
-        "object_relation": to_text(raw.get("object_relation")) or None,
-        "distribution": to_int(raw.get("distribution")),
-        "warnings": raw.get("warnings") or None,
-        "galaxies": galaxy_clusters(raw.get("Galaxy")),
-        "decay_score": raw.get("decay_score") or None,
-        "data": raw.get("data") if isinstance(raw.get("data"), str) else None,
+        "uuid": uuid if uuid.__class__ is str else to_text(uuid),
+        "type": attribute_type.strip() if attribute_type.__class__ is str else (to_text(attribute_type) or "").strip(),
+        "category": category if category.__class__ is str else to_text(category),
+        "value": value if value.__class__ is str else value_text(value),
+        "to_ids": to_ids if to_ids.__class__ is bool else to_bool(to_ids),
+        "timestamp": _timestamp(get("timestamp"), problems, "timestamp"),
+        "first_seen": _text_or_none(get("first_seen")),
+        "last_seen": _text_or_none(get("last_seen")),
+        "comment": comment if comment.__class__ is str else to_text(comment) or "",
+        "deleted": deleted if deleted.__class__ is bool else bool(to_bool(deleted)),
+        "tags": tag_names(tags, get("AttributeTag")) if tags or get("AttributeTag") else [],
+        "object_relation": _text_or_none(get("object_relation")),
+        "distribution": to_int(get("distribution")),
+        "warnings": get("warnings") or None,
+        "galaxies": galaxy_clusters(galaxies) if galaxies else [],
+        "decay_score": get("decay_score") or None,
+        "data": data if data.__class__ is str else None,
     }
 
 
