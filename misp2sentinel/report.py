@@ -53,7 +53,7 @@ BROAD_CIDR = "broad_cidr"
 EMPTY_CONTENT_HASH = "empty_content_hash"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Skip:
     """One candidate indicator that is not sent, with the reason and enough context to find it."""
 
@@ -132,7 +132,8 @@ class RunReport:
 
     def skip(self, skip: Skip) -> None:
         self.skips[skip.reason] += 1
-        log.info("%s", skip.describe())
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s", skip.describe())
         if _listeners:
             self._notify()
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from misp2sentinel.clock import Clock
 from misp2sentinel.config import Config, MappingSettings, load_config
-from misp2sentinel.diff import current_stix
 from misp2sentinel.errors import InputError, Misp2SentinelError, UsageError
 from misp2sentinel.export import BundleWriter
 from misp2sentinel.pipeline import WorkspaceFilter, stream_records
@@ -47,6 +46,8 @@ def run_export(config_path: Path | None, workspace_name: str | None, sources: li
     events = read_sources(sources, report) if sources else _misp_events(config, report)
     chosen = WorkspaceFilter(settings, selection, report)
     store = _open_state(config) if workspace is not None else None
+    if store is not None:
+        from misp2sentinel.diff import current_stix
     written = 0
     try:
         with BundleWriter(output, now) as writer:

@@ -109,6 +109,8 @@ class EventContext:
         self.attack_patterns: set[str] = set()
         # Shared properties of attributes without tags or galaxies of their own, per (type, category, TLP).
         self.plain_shared: dict[tuple, tuple] = {}
+        # The end of validity of indicators whose lifetime counts from the run time, per lifetime in days.
+        self.run_ends: dict[int, datetime] = {}
 
     def skip(self, attribute: dict, reason: str, detail: str) -> Skip:
         return Skip(reason, detail, self.event_uuid, attribute.get("uuid"), attribute.get("type"))
@@ -188,15 +190,18 @@ def _parts(context: EventContext, attribute: dict, misp_object: ObjectContext | 
 
 
 def _rank(context: EventContext, own, object_summary) -> int:
-    ranks = [rank for rank in (own.tlp_rank, object_summary.tlp_rank, context.summary.tlp_rank) if rank is not None]
-    return max(ranks) if ranks else context.default_rank
+    rank = context.summary.tlp_rank
+    for level in (own.tlp_rank, object_summary.tlp_rank):
+        if level is not None and (rank is None or level > rank):
+            rank = level
+    return context.default_rank if rank is None else rank
 
 
 def _filtered(context: EventContext, parts: list) -> list:
     """Replace the parts that the sanity filter rejects with InvalidParts carrying its reason."""
     checked = []
     for part in parts:
-        if isinstance(part, Part):
+        if part.__class__ is Part and (part.network is not None or part.digest is not None):
             rejected = sanity_skip(part, context.settings.sanity)
             if rejected is not None:
                 part = InvalidPart(part.part, rejected[1], rejected[0])
@@ -206,10 +211,11 @@ def _filtered(context: EventContext, parts: list) -> list:
 
 def _map_attribute(context: EventContext, attribute: dict, misp_object: ObjectContext | None) -> Iterator[Record | Skip]:
     parts = _parts(context, attribute, misp_object)
-    if isinstance(parts, Skip):
+    if parts.__class__ is Skip:
         yield parts
         return
-    own = summarize(attribute["tags"])
+    tags = attribute["tags"]
+    own = summarize(tags) if tags else EMPTY
     object_summary = misp_object.summary if misp_object is not None else EMPTY
     rank = _rank(context, own, object_summary)
     if rank > context.max_rank:
@@ -244,7 +250,13 @@ def _map_attribute(context: EventContext, attribute: dict, misp_object: ObjectCo
 def _valid_until(context: EventContext, attribute: dict, part: Part, shared: Shared):
     """Return the end of validity (None for never), or the Skip when it has already passed."""
     days = getattr(context.settings.lifetime_days, part.kind)
-    until = lifetime.valid_until(attribute, shared.valid_from, context.now, days, context.settings.use_last_seen)
+    if days != "never" and shared.valid_from <= context.now and not attribute.get("last_seen"):
+        # The usual case: the lifetime counts from the run time, the same for every attribute of a kind.
+        until = context.run_ends.get(days)
+        if until is None:
+            until = context.run_ends[days] = lifetime.valid_until(attribute, shared.valid_from, context.now, days)
+    else:
+        until = lifetime.valid_until(attribute, shared.valid_from, context.now, days, context.settings.use_last_seen)
     if until is not None and until <= context.now:
         detail = f"valid_until {lifetime.stix_timestamp(until)} is already past ({part.kind} lifetime {days} days)"
         return context.skip(attribute, STALE, detail)

@@ -32,6 +32,8 @@ def canonical_uuid(text: str | None) -> str | None:
     """Return the lower-case form of a valid RFC 4122 uuid, else None."""
     if not text:
         return None
+    if CANONICAL_UUID.fullmatch(text):
+        return text
     candidate = text.strip()
     if candidate.startswith("{") and candidate.endswith("}"):
         candidate = candidate[1:-1]

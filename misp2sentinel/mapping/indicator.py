@@ -114,9 +114,13 @@ def shared_properties(context, attributes: list[dict], misp_object, own: TagSumm
     valid_from = None
     created = None
     for attribute in attributes:
-        start = lifetime.valid_from(attribute, event, now)
         timestamp = attribute.get("timestamp")
-        first_sent = lifetime.from_epoch(timestamp) if timestamp else start
+        if timestamp and not attribute.get("first_seen"):
+            # The usual case: no first_seen, so validity starts at the attribute's timestamp.
+            start = first_sent = lifetime.from_epoch(timestamp)
+        else:
+            start = lifetime.valid_from(attribute, event, now)
+            first_sent = lifetime.from_epoch(timestamp) if timestamp else start
         if valid_from is None or start < valid_from:
             valid_from = start
         if created is None or first_sent < created:
@@ -176,7 +180,8 @@ def indicator(context, shared: Shared, part: Part, notes: list[str], until: date
     stix["valid_from"] = lifetime.stix_timestamp(shared.valid_from)
     if until is not None:
         stix["valid_until"] = lifetime.stix_timestamp(until)
-    stix["labels"] = shared.labels + [label for label in part.labels if label not in shared.labels]
+    labels = shared.labels
+    stix["labels"] = labels + [label for label in part.labels if label not in labels] if part.labels else list(labels)
     stix["confidence"] = shared.confidence
     stix["object_marking_refs"] = [shared.marking]
     if notes:

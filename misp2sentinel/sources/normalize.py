@@ -40,6 +40,8 @@ def to_bool(value: Any) -> bool | None:
 
 
 def to_int(value: Any) -> int | None:
+    if value.__class__ is str and value.isdigit() and value.isascii():
+        return int(value)
     if value is None or value == "":
         return None
     if isinstance(value, bool):
