@@ -7,6 +7,7 @@ resolved on load, held as `SecretStr` and never echoed in an error message.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -14,7 +15,6 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -64,7 +64,7 @@ CLOUDS = {
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class TagFilter(Model):
@@ -75,7 +75,7 @@ class TagFilter(Model):
     and_: list[str] = Field(default_factory=list, alias="and")
     not_: list[str] = Field(default_factory=list, alias="not")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -430,8 +430,11 @@ def load_config(path: Path) -> Config:
     except UnicodeDecodeError as error:
         raise ConfigError(where, [f"not UTF-8 text (invalid byte at offset {error.start})"]) from None
     warn_if_readable_by_others(path, "configuration file")
+    # PyYAML is imported here, as only commands that read a configuration need it.
+    import yaml
+
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_unique_key_loader())
     except yaml.YAMLError as error:
         # The parser's message quotes the offending line, which may hold a secret: give its position only.
         mark = getattr(error, "problem_mark", None)
@@ -461,19 +464,24 @@ def load_config(path: Path) -> Config:
     return config
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader that rejects a key given twice in one mapping instead of keeping the last."""
+@functools.cache
+def _unique_key_loader():
+    """Return a YAML loader that rejects a key given twice in one mapping instead of keeping the last."""
+    import yaml
 
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key {key!r} appears twice in one mapping", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} appears twice in one mapping", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 CREDENTIAL_PROBLEM = "give exactly one credential of the app registration: client_secret or client_certificate"
