@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from datetime import datetime
 
 from misp2sentinel.config import MappingSettings
@@ -107,8 +108,10 @@ class EventContext:
         self.external_references = _external_references(self.event_uuid, settings.misp_url)
         self.event_note = f"MISP event: {event['info']}" if event.get("info") else None
         self.attack_patterns: set[str] = set()
-        # Shared properties of attributes without tags or galaxies of their own, per (type, category, TLP).
-        self.plain_shared: dict[tuple, tuple] = {}
+        # Computed once per event: (labels from tags, cluster context) per (object, attribute tags, TLP),
+        # and the whole labels of attributes outside objects per (that key, type, category).
+        self.levels: dict[tuple, tuple] = {}
+        self.plain_labels: dict[tuple, list[str]] = {}
         # The end of validity of indicators whose lifetime counts from the run time, per lifetime in days.
         self.run_ends: dict[int, datetime] = {}
 
@@ -121,7 +124,7 @@ def map_event(event: dict, settings: MappingSettings, now: datetime) -> Iterator
     if event.get("problem"):
         # An event with an impossible timestamp is malformed: its attributes are skipped, not guessed at.
         detail = "the event is invalid: " + "; ".join(event["problem"])
-        for attribute in event["attributes"] + [a for o in event["objects"] for a in o["attributes"]]:
+        for attribute in chain(event["attributes"], (a for o in event["objects"] for a in o["attributes"])):
             yield Skip(INVALID_VALUE, detail, event.get("uuid"), attribute.get("uuid"), attribute.get("type"))
         return
     context = EventContext(event, settings, now)

@@ -70,7 +70,8 @@ def tag_labels(tags: list[str]) -> list[str]:
     return labels
 
 
-def _labels(context, attributes: list[dict], misp_object, cluster_labels: list[str], rank: int) -> list[str]:
+def _level_labels(context, attributes: list[dict], misp_object, cluster_labels: list[str], rank: int) -> list[str]:
+    """Return the labels from the tags of the event, the object and the attributes, then the context labels."""
     labels = list(context.tag_labels)
     extra_tags = list(misp_object.tags) if misp_object is not None else []
     for attribute in attributes:
@@ -85,6 +86,12 @@ def _labels(context, attributes: list[dict], misp_object, cluster_labels: list[s
     if rank == AMBER_STRICT and context.settings.tlp_version == 1:
         if all(label.lower() != AMBER_STRICT_LABEL for label in labels):
             labels.append(AMBER_STRICT_LABEL)
+    return labels
+
+
+def _attribute_labels(level_labels: list[str], attributes: list[dict], misp_object) -> list[str]:
+    """Return `level_labels` followed by the MISP type, category and object labels of `attributes`."""
+    labels = list(level_labels)
     for attribute in attributes:
         for label in (f'misp:type="{attribute["type"]}"', f'misp:category="{attribute.get("category") or ""}"'):
             if label not in labels and not label.endswith('=""'):
@@ -125,41 +132,44 @@ def shared_properties(context, attributes: list[dict], misp_object, own: TagSumm
             valid_from = start
         if created is None or first_sent < created:
             created = first_sent
+    if created > now:
+        created = now
     chatham_house = own.chatham_house or object_summary.chatham_house or context.summary.chatham_house
     first = attributes[0]
-    if misp_object is None and len(attributes) == 1 and not first["tags"] and not first.get("galaxies"):
-        # Most attributes carry no tags of their own: their labels, types and context then depend only
-        # on the type, category and TLP, so they are computed once per event for each combination.
-        key = (first["type"], first.get("category"), rank)
-        plain = context.plain_shared.get(key)
-        if plain is None:
-            plain = context.plain_shared[key] = _plain_shared(context, attributes, own, object_summary, rank)
-        labels, types, clusters = plain
+    threat_types = own.threat_types or object_summary.threat_types or context.summary.threat_types
+    types = indicator_types(threat_types, first.get("category"), context.settings.default_indicator_type)
+    if len(attributes) == 1 and not first.get("galaxies"):
+        # The context and the labels from tags depend only on the object, the attribute's own tags and
+        # the TLP, so they are computed once per event for each combination; an attribute without an
+        # object also shares its type and category labels.
+        level_key = (misp_object, tuple(first["tags"]), rank)
+        level = context.levels.get(level_key)
+        if level is None:
+            clusters = _cluster_context(context, attributes, misp_object)
+            level = context.levels[level_key] = (_level_labels(context, attributes, misp_object, clusters.labels, rank), clusters)
+        level_labels, clusters = level
+        if misp_object is None:
+            key = (level_key, first["type"], first.get("category"))
+            labels = context.plain_labels.get(key)
+            if labels is None:
+                labels = context.plain_labels[key] = _attribute_labels(level_labels, attributes, None)
+        else:
+            labels = _attribute_labels(level_labels, attributes, misp_object)
     else:
         clusters = _cluster_context(context, attributes, misp_object)
-        labels = _labels(context, attributes, misp_object, clusters.labels, rank)
-        threat_types = own.threat_types or object_summary.threat_types or context.summary.threat_types
-        types = indicator_types(threat_types, first.get("category"), context.settings.default_indicator_type)
+        labels = _attribute_labels(_level_labels(context, attributes, misp_object, clusters.labels, rank), attributes, misp_object)
     return Shared(
-        created=lifetime.stix_timestamp(min(created, now)),
-        valid_from=valid_from,
-        confidence=_confidence(context, attributes, own, object_summary),
-        labels=labels,
-        marking=marking_id(rank, context.settings.tlp_version),
-        chatham_house=chatham_house,
-        indicator_types=types,
-        kill_chain_phases=clusters.kill_chain_phases,
-        references=clusters.references,
-        techniques=clusters.techniques,
+        lifetime.stix_timestamp(created),
+        valid_from,
+        _confidence(context, attributes, own, object_summary),
+        labels,
+        marking_id(rank, context.settings.tlp_version),
+        chatham_house,
+        types,
+        clusters.kill_chain_phases,
+        clusters.references,
+        clusters.techniques,
     )
-
-
-def _plain_shared(context, attributes: list[dict], own: TagSummary, object_summary: TagSummary, rank: int):
-    """Return (labels, indicator types, cluster context) of an attribute without tags or galaxies of its own."""
-    clusters = context.context
-    threat_types = own.threat_types or object_summary.threat_types or context.summary.threat_types
-    types = indicator_types(threat_types, attributes[0].get("category"), context.settings.default_indicator_type)
-    return _labels(context, attributes, None, clusters.labels, rank), types, clusters
 
 
 def indicator(context, shared: Shared, part: Part, notes: list[str], until: datetime | None) -> dict:
