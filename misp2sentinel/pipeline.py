@@ -13,22 +13,31 @@ from misp2sentinel.config import MappingSettings, Selection
 from misp2sentinel.gc_pacing import collect_if_due
 from misp2sentinel.mapping import Record, map_event
 from misp2sentinel.mapping.markings import TLP_NAMES, TLP_RANK
-from misp2sentinel.report import ABOVE_MAX_TLP, DUPLICATE, NOT_SELECTED, RunReport, Skip
+from misp2sentinel.report import ABOVE_MAX_TLP, DUPLICATE, INVALID_PATTERN, NOT_SELECTED, RunReport, Skip
 from misp2sentinel.selection import event_selected, max_rank
+from misp2sentinel.validation import PatternValidator
 
 
-def map_records(event: dict, settings: MappingSettings, now: datetime, report: RunReport) -> list[Record]:
+def map_records(event: dict, settings: MappingSettings, now: datetime, report: RunReport,
+                validator: PatternValidator | None = None) -> list[Record]:
     """Map one event, count its mapping skips, and return its records."""
-    return list(stream_records(event, settings, now, report))
+    return list(stream_records(event, settings, now, report, validator))
 
 
-def stream_records(event: dict, settings: MappingSettings, now: datetime, report: RunReport) -> Iterator[Record]:
-    """Map one event and yield its records as they are built, counting its mapping skips."""
+def stream_records(event: dict, settings: MappingSettings, now: datetime, report: RunReport,
+                   validator: PatternValidator | None = None) -> Iterator[Record]:
+    """Map one event and yield its records as they are built, counting its mapping skips.
+
+    With a `validator` (`--validate`), an indicator whose pattern fails the grammar is skipped.
+    """
     collect_if_due()
     report.events += 1
     for item in map_event(event, settings, now):
         if item.__class__ is Skip:
             report.skip(item)
+        elif validator is not None and (problem := validator.problem(item.stix)) is not None:
+            detail = f"{item.stix['id']}: the pattern {item.stix['pattern']!r} is not valid STIX: {problem}"
+            report.skip(Skip(INVALID_PATTERN, detail, item.event_uuid, item.attribute_uuid, item.attribute_type))
         else:
             yield item
 

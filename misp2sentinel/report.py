@@ -47,6 +47,8 @@ DUPLICATE = "duplicate"
 WARNINGLIST = "warninglist"
 NOT_SELECTED = "not_selected"
 UNPUBLISHED = "unpublished"
+# With --validate: the pattern failed the STIX pattern grammar.
+INVALID_PATTERN = "invalid_pattern"
 # The mapper's local sanity filter (each reason has its own switch under `mapping.sanity`).
 NON_PUBLIC_ADDRESS = "non_public_address"
 BROAD_CIDR = "broad_cidr"

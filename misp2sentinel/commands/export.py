@@ -18,11 +18,13 @@ from misp2sentinel.export import BundleWriter
 from misp2sentinel.pipeline import WorkspaceFilter, stream_records
 from misp2sentinel.report import UNPUBLISHED, RunReport, Skip
 from misp2sentinel.sources.files import read_sources
+from misp2sentinel.validation import PatternValidator
 
 log = logging.getLogger(__name__)
 
 
-def run_export(config_path: Path | None, workspace_name: str | None, sources: list[Path], output: str) -> RunReport:
+def run_export(config_path: Path | None, workspace_name: str | None, sources: list[Path], output: str, *,
+               validate: bool = False) -> RunReport:
     clock = Clock.from_environment()
     now = clock.now()
     report = RunReport("export")
@@ -45,6 +47,7 @@ def run_export(config_path: Path | None, workspace_name: str | None, sources: li
 
     events = read_sources(sources, report) if sources else _misp_events(config, report)
     chosen = WorkspaceFilter(settings, selection, report)
+    validator = PatternValidator() if validate else None
     store = _open_state(config) if workspace is not None else None
     if store is not None:
         from misp2sentinel.diff import current_stix
@@ -53,7 +56,7 @@ def run_export(config_path: Path | None, workspace_name: str | None, sources: li
         with BundleWriter(output, now) as writer:
             for event in events:
                 rows = store.rows_for_event(workspace.name, event["uuid"]) if store and event.get("uuid") else {}
-                for record in chosen.records(event, stream_records(event, settings, now, report)):
+                for record in chosen.records(event, stream_records(event, settings, now, report, validator)):
                     writer.write(current_stix(record, rows) if rows else record.stix)
             if report.inputs_failed and not report.inputs_read:
                 # Nothing could be read: keep the previous output rather than replace it with nothing.
