@@ -8,11 +8,15 @@ Derived ids are UUIDv5 in the project namespace over
 from __future__ import annotations
 
 import json
+import uuid
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
 from misp2sentinel.config import MappingSettings
 from misp2sentinel.mapping import map_event
+from misp2sentinel.mapping.ids import NAMESPACE, uuid5
 from misp2sentinel.sources.normalize import normalize_event
 from tests.conftest import (
     EVENT_UUID,
@@ -216,3 +220,8 @@ def test_determinism_combined_with_attack_patterns():
 
     assert orjson.dumps(first) == orjson.dumps(second)
     assert [stix["type"] for stix in first] == ["identity", "indicator", "attack-pattern", "relationship", "indicator"]
+
+
+@given(st.text(max_size=200))
+def test_fast_uuid5_equals_the_standard_library(name):
+    assert uuid5(name) == str(uuid.uuid5(NAMESPACE, name))

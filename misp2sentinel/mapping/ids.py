@@ -20,12 +20,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 
 # The canonical text form of an RFC 4122 uuid; anything else goes through uuid.UUID.
 CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 NAMESPACE = uuid.UUID("bab431ea-3d5a-5dee-a9dc-281372b9912f")
+NAMESPACE_BYTES = NAMESPACE.bytes
+
+
+def uuid5(name: str) -> str:
+    """Return the text of `uuid.uuid5(NAMESPACE, name)`, built from the SHA-1 digest directly,
+    which costs a third of going through `uuid.UUID`."""
+    digest = bytearray(hashlib.sha1(NAMESPACE_BYTES + name.encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def canonical_uuid(text: str | None) -> str | None:
@@ -86,21 +98,21 @@ def indicator_id(source: str, part: str, generation: int, *, first: bool, valid_
     if first and valid_uuid and generation == 0:
         return f"indicator--{source}"
     name = f"source={source}|part={part}|generation={generation}"
-    return f"indicator--{uuid.uuid5(NAMESPACE, name)}"
+    return f"indicator--{uuid5(name)}"
 
 
 def identity_id(org: dict) -> str | None:
     org_uuid = canonical_uuid(org.get("uuid"))
     if org_uuid:
-        return f"identity--{uuid.uuid5(NAMESPACE, f'org={org_uuid}')}"
+        return f"identity--{uuid5(f'org={org_uuid}')}"
     if org.get("name"):
-        return f"identity--{uuid.uuid5(NAMESPACE, 'org-name=' + org['name'])}"
+        return f"identity--{uuid5('org-name=' + org['name'])}"
     return None
 
 
 def attack_pattern_id(attack_id: str) -> str:
-    return f"attack-pattern--{uuid.uuid5(NAMESPACE, 'attack-pattern=' + attack_id)}"
+    return f"attack-pattern--{uuid5('attack-pattern=' + attack_id)}"
 
 
 def relationship_id(source_id: str, target_id: str) -> str:
-    return f"relationship--{uuid.uuid5(NAMESPACE, f'indicates|{source_id}|{target_id}')}"
+    return f"relationship--{uuid5(f'indicates|{source_id}|{target_id}')}"

@@ -21,8 +21,8 @@ def stix_timestamp(moment: datetime) -> str:
 
     Cached, because the attributes of an event share few timestamps and the run time recurs.
     """
-    moment = moment.astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.isoformat(timespec="milliseconds") + "Z"
 
 
 @lru_cache(maxsize=8192)
