@@ -36,6 +36,7 @@ from misp2sentinel.report import (
 )
 
 COMBINED = "combined"
+NOT_IDS_DETAIL = "to_ids is off"
 
 
 @dataclass(slots=True)
@@ -130,8 +131,13 @@ def map_event(event: dict, settings: MappingSettings, now: datetime) -> Iterator
     context = EventContext(event, settings, now)
     if context.identity is not None and settings.include_identities and not context.summary.chatham_house:
         yield _identity_record(context.identity, context.org)
+    event_uuid = context.event_uuid
     for attribute in event["attributes"]:
-        yield from _map_attribute(context, attribute, None)
+        if attribute["to_ids"] is False and not attribute["deleted"] and not attribute.get("problem"):
+            # Most attributes that are not sent stop here: the NOT_IDS gate of _parts, taken early.
+            yield Skip(NOT_IDS, NOT_IDS_DETAIL, event_uuid, attribute["uuid"], attribute["type"])
+        else:
+            yield from _map_attribute(context, attribute, None)
     for misp_object in event["objects"]:
         if misp_object["deleted"]:
             for attribute in misp_object["attributes"]:
@@ -142,7 +148,10 @@ def map_event(event: dict, settings: MappingSettings, now: datetime) -> Iterator
             yield from _map_object_combined(context, object_context)
         else:
             for attribute in misp_object["attributes"]:
-                yield from _map_attribute(context, attribute, object_context)
+                if attribute["to_ids"] is False and not attribute["deleted"] and not attribute.get("problem"):
+                    yield Skip(NOT_IDS, NOT_IDS_DETAIL, event_uuid, attribute["uuid"], attribute["type"])
+                else:
+                    yield from _map_attribute(context, attribute, object_context)
 
 
 def _warninglist_names(warnings) -> str:
@@ -164,7 +173,7 @@ def _parts(context: EventContext, attribute: dict, misp_object: ObjectContext | 
     if to_ids is None:
         to_ids = default_to_ids(attribute_type)
     if not to_ids:
-        return context.skip(attribute, NOT_IDS, "to_ids is off")
+        return context.skip(attribute, NOT_IDS, NOT_IDS_DETAIL)
     if attribute["warnings"]:
         return context.skip(attribute, WARNINGLIST, f"hits the warninglists {_warninglist_names(attribute['warnings'])}")
     try:
