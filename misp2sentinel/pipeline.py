@@ -42,6 +42,15 @@ def stream_records(event: dict, settings: MappingSettings, now: datetime, report
             yield item
 
 
+def id_key(stix_id: str) -> int:
+    """Return the uuid of a STIX id (`type--uuid`) as an integer, a compact key for duplicate detection.
+
+    Every id the mapper makes ends in a canonical uuid, and two uuids of different types do not
+    collide (they are random or UUIDv5 hashes of distinct names).
+    """
+    return int(stix_id[-36:].replace("-", ""), 16)
+
+
 # Records that many events share (the creator identity, an ATT&CK attack pattern): sent once per
 # run, and a repeat is not a duplicate.
 SHARED_PARTS = ("identity", "attack-pattern")
@@ -58,8 +67,10 @@ class WorkspaceFilter:
         self.report = report
         self.ceiling = max_rank(selection, TLP_RANK[settings.max_tlp])
         self.types = set(selection.types) if selection and selection.types else None
-        # TODO: a set of every id seen grows with the run; bound it for million-indicator runs.
-        self.seen: set[str] = set()
+        # The uuids of the ids seen in this run, as 128-bit integers: about 80 bytes per indicator
+        # instead of 150 for the id text.
+        # TODO: the set still grows with the run (80 MB per million indicators); bound it.
+        self.seen: set[int] = set()
 
     def event_reason(self, event: dict) -> str | None:
         """Return why the event is outside the selection, or None when it is selected."""
@@ -77,24 +88,26 @@ class WorkspaceFilter:
             return
         for record in records:
             if record.part in SHARED_PARTS:
-                if record.id not in self.seen:
-                    self.seen.add(record.id)
+                key = id_key(record.id)
+                if key not in self.seen:
+                    self.seen.add(key)
                     yield record
                 continue
-            skip = self._skip_reason(record)
+            key = id_key(record.id)
+            skip = self._skip_reason(record, key)
             if skip is not None:
                 reason, detail = skip
                 self.report.skip(Skip(reason, self.prefix + detail, record.event_uuid, record.attribute_uuid, record.attribute_type))
                 continue
-            self.seen.add(record.id)
+            self.seen.add(key)
             yield record
 
-    def _skip_reason(self, record: Record) -> tuple[str, str] | None:
+    def _skip_reason(self, record: Record, key: int) -> tuple[str, str] | None:
         if self.types is not None and record.attribute_type not in self.types:
             return NOT_SELECTED, f"type {record.attribute_type} is not selected"
         if record.tlp_rank > self.ceiling:
             return ABOVE_MAX_TLP, f"TLP {TLP_NAMES[record.tlp_rank]} is above the workspace maximum {TLP_NAMES[self.ceiling]}"
-        if record.id in self.seen:
+        if key in self.seen:
             return DUPLICATE, f"{record.id} was already produced by an earlier attribute or input"
         return None
 
