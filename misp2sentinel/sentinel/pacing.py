@@ -41,16 +41,24 @@ class HttpResponse(Protocol):
 
 
 class RateLimiter:
-    """Let at most `requests_per_minute` requests start within any `window_seconds` interval.
+    """Let at most `requests_per_minute` requests count within any `window_seconds` interval.
 
-    It keeps the start times of the requests in the last window, so a full allowance can go out at once
-    and the next request waits only until the oldest one leaves the window. Times come from
-    `clock.monotonic()` and waits go through `clock.sleep`. Safe to share between threads.
+    It keeps one slot per request in the last window, so a full allowance can go out at once and
+    the next request waits only until the oldest slot leaves the window. A request taken with
+    `acquire` counts from its start. A request taken through a `LimiterUser` counts as in the
+    window while it is in flight, and then for one window from the moment its user closes it. The
+    server counts a request when it arrives, which is between those two moments, so it never
+    counts more than the allowance in its window, whatever the latency. Times come from
+    `clock.monotonic()` and waits go through `clock.sleep`.
 
-    NOTE: the server counts a request when it arrives, which is later than `acquire` returns by the
-    network latency. Latency that varies between requests can still make the server see N + 1 requests
-    in its window; the client then gets a 429 and waits as long as the response requests. A larger `window_seconds`
-    trades throughput for a margin.
+    Safe to share between threads. Waiting requests queue behind one another, so only the first
+    of them sleeps. This also keeps a test clock whose `sleep` advances time from being advanced
+    once per waiting thread.
+
+    NOTE: a request taken with `acquire` is counted from its start, before it reaches the server.
+    Latency that varies between requests can then make the server see N + 1 requests in its
+    window; the client gets a 429 and waits as long as the response requests. A larger
+    `window_seconds` trades throughput for a margin.
     """
 
     def __init__(self, requests_per_minute: int, clock: Clock, window_seconds: float = 60.0) -> None:
@@ -61,30 +69,90 @@ class RateLimiter:
         self.requests_per_minute = requests_per_minute
         self.window_seconds = float(window_seconds)
         self._clock = clock
-        self._start_times: deque[float] = deque()
+        # Times from which finished slots count, in ascending order: each is appended at the
+        # current monotonic time under `_lock`.
+        self._slot_times: deque[float] = deque()
+        self._in_flight = 0
         self._lock = threading.Lock()
+        self._slot_closed = threading.Condition(self._lock)
+        # Held by the request that waits for a slot; the others wait for it in turn.
+        self._queue = threading.Lock()
 
     def acquire(self) -> None:
-        """Wait through `clock.sleep` until a request may start, then count it as started."""
-        while True:
-            with self._lock:
-                wait = self._try_start()
-            if wait is None:
-                return
-            log.debug("rate limit of %d requests per %.0f s reached; waiting %.3f s", self.requests_per_minute, self.window_seconds, wait)
-            self._clock.sleep(wait)
+        """Wait through `clock.sleep` until a request may start, then count it from now."""
+        self._acquire(in_flight=False)
 
-    def _try_start(self) -> float | None:
-        """Record a start and return None, or return the seconds to wait before the next try."""
-        now = self._clock.monotonic()
-        while self._start_times and now - self._start_times[0] > self.window_seconds:
-            self._start_times.popleft()
-        if len(self._start_times) < self.requests_per_minute:
-            self._start_times.append(now)
+    def user(self) -> LimiterUser:
+        """Return a handle for one thread that sends requests one after another."""
+        return LimiterUser(self)
+
+    def _acquire(self, *, in_flight: bool) -> None:
+        with self._queue:
+            while True:
+                with self._lock:
+                    now = self._clock.monotonic()
+                    wait = self._wait_seconds(now)
+                    if wait is None:
+                        if in_flight:
+                            self._in_flight += 1
+                        else:
+                            self._slot_times.append(now)
+                        return
+                    if wait == math.inf:
+                        # Every slot is held by a request in flight. The wait is known only once
+                        # one of them closes, because its slot then expires a window later.
+                        self._slot_closed.wait()
+                        continue
+                log.debug("rate limit of %d requests per %.0f s reached; waiting %.3f s", self.requests_per_minute, self.window_seconds, wait)
+                self._clock.sleep(wait)
+
+    def _close(self) -> None:
+        """Count a request that was in flight from now on, for one window (called under `_lock`)."""
+        self._in_flight -= 1
+        self._slot_times.append(self._clock.monotonic())
+        self._slot_closed.notify_all()
+
+    def _wait_seconds(self, now: float) -> float | None:
+        """Return None when a slot is free, else the seconds until the oldest finished slot leaves
+        the window, or infinity when every slot is held by a request in flight."""
+        while self._slot_times and now - self._slot_times[0] > self.window_seconds:
+            self._slot_times.popleft()
+        if len(self._slot_times) + self._in_flight < self.requests_per_minute:
             return None
+        if not self._slot_times:
+            return math.inf
         # The elapsed time is computed the same way as in the test above, so the wait is never negative.
-        elapsed = now - self._start_times[0]
+        elapsed = now - self._slot_times[0]
         return max(self.window_seconds - elapsed, 0.0) + WINDOW_EDGE_MARGIN_SECONDS
+
+
+class LimiterUser:
+    """One thread's requests through a shared `RateLimiter`, sent one after another.
+
+    `acquire` first closes this user's previous request, since a user sends its next request only
+    after the previous one got its response, and then waits for a slot. A slot thus also stays
+    held while the client waits to retry. `release` closes the last request when the user stops
+    sending for a while, for example after a batch, so that its slot starts to expire. A user
+    must not be shared between threads.
+    """
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+        self._open = False
+
+    def acquire(self) -> None:
+        """Close the previous request, then wait through `clock.sleep` until the next may start."""
+        self.release()
+        self._limiter._acquire(in_flight=True)
+        self._open = True
+
+    def release(self) -> None:
+        """Close the request in flight, if any."""
+        if not self._open:
+            return
+        with self._limiter._lock:
+            self._limiter._close()
+        self._open = False
 
 
 def backoff_delay(attempt: int, base: float, maximum: float, random: Callable[[], float]) -> float:
