@@ -34,6 +34,7 @@ from misp2sentinel.pipeline import map_records
 from misp2sentinel.report import RunReport
 from misp2sentinel.state import StateStore
 from misp2sentinel.sync.plan import plan_fetch, selection_key
+from misp2sentinel.sync.sender import SenderGroup
 from misp2sentinel.sync.workspace import WorkspaceRun
 
 log = logging.getLogger(__name__)
@@ -158,8 +159,23 @@ def _run(config: Config, clock: Clock, store: StateStore, report: RunReport, wor
                      force=options.force, retry_rejected=options.retry_rejected)
         for w in workspaces
     ]
+    senders = SenderGroup()
     for run in runs:
         run.stop = stop
+        run.send_in_background(senders)
+    try:
+        _run_workspaces(config, clock, store, report, runs, source, now, options, stop)
+    finally:
+        # Reached with batches still queued only when the run raised: they are not sent, and the
+        # next run plans them again.
+        for run in runs:
+            run.close()
+
+
+def _run_workspaces(config: Config, clock: Clock, store: StateStore, report: RunReport, runs: list[WorkspaceRun],
+                    source, now: datetime, options: SyncOptions, stop) -> None:
+    workspaces = [run.workspace for run in runs]
+    now_ms = epoch_ms(now)
     pending = {w.name: set(store.pending_events(w.name)) if store.exists else set() for w in workspaces}
     selections = {w.name: selection_key(config, w) for w in workspaces}
 
@@ -207,6 +223,12 @@ def _run(config: Config, clock: Clock, store: StateStore, report: RunReport, wor
             for run in runs:
                 run.revoke_event(event_uuid, gone=False)
 
+    # Every workspace's last batch and revocations are queued before the main thread waits for
+    # any of them, so the workspaces' senders keep working at the same time.
+    for run in runs:
+        run.flush()
+    for run in runs:
+        run.send_revocations()
     for run in runs:
         if plan is None:
             run.finish(None, selections[run.name], None, pending[run.name])
@@ -229,8 +251,10 @@ def _estimate(config: Config, report: RunReport) -> None:
 
 def _stop_early(runs: list[WorkspaceRun], selections, pending, cause: str) -> None:
     """Record what was sent, keep the cursors, and raise so the next run goes on from here."""
+    # Every queued batch is cancelled before the first wait for a batch in flight.
     for run in runs:
         run.abandon()
+    for run in runs:
         run.finish(None, selections[run.name], None, pending[run.name])
     raise Interrupted(
         f"{cause} before the run was complete; what was sent is recorded",
@@ -257,7 +281,11 @@ def _one_event(source, config: Config, report: RunReport, reference: str) -> Ite
 
 
 def _uploaders(config: Config, workspaces: Iterable[Workspace], clock: Clock) -> dict:
-    """Build one client per workspace; workspaces that share an identity share its token and limiter."""
+    """Build one client per workspace; workspaces that share an identity share its token and limiter.
+
+    Each client paces its requests through its own `LimiterUser` of the shared limiter, so that
+    workspaces uploading from separate threads together stay under the identity's allowance.
+    """
     from misp2sentinel.sentinel.auth import TokenProviders, identity_key, make_session
     from misp2sentinel.sentinel.client import SentinelClient
     from misp2sentinel.sentinel.pacing import RateLimiter
@@ -270,7 +298,23 @@ def _uploaders(config: Config, workspaces: Iterable[Workspace], clock: Clock) ->
         if limiter is None:
             limiter = limiters[identity_key(workspace)] = RateLimiter(config.sentinel.requests_per_minute, clock)
         session = make_session(workspace.ca_bundle, workspace.verify_tls)
-        clients[workspace.name] = SentinelClient(
-            workspace, config.sentinel, session, providers.provider_for(workspace), limiter, clock, api=workspace.api
+        user = limiter.user()
+        client = SentinelClient(
+            workspace, config.sentinel, session, providers.provider_for(workspace), user, clock, api=workspace.api
         )
+        clients[workspace.name] = _PacedUploader(client, user)
     return clients
+
+
+class _PacedUploader:
+    """A Sentinel client whose last request stops holding a rate-limit slot open when `upload` returns."""
+
+    def __init__(self, client, user) -> None:
+        self.client = client
+        self._user = user
+
+    def upload(self, objects: list[dict]) -> list:
+        try:
+            return self.client.upload(objects)
+        finally:
+            self._user.release()

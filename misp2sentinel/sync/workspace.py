@@ -1,8 +1,9 @@
 """One workspace's part of a run: select, plan, batch, send and record.
 
-Creates, updates and refreshes are sent in batches as events arrive. Revocations wait until the
-end of the run, where a guard holds them back when they would withdraw more than a configured
-share of the workspace at once. A misconfigured MISP key that returns nothing looks exactly like
+Creates, updates and refreshes are sent in batches as events arrive, by a background sender in a
+sync (see `sender.py`) and on the calling thread otherwise. Revocations wait until the end of the
+run, where a guard holds them back when they would withdraw more than a configured share of the
+workspace at once. A misconfigured MISP key that returns nothing looks exactly like
 everything being deleted. Held revocations are reported, make the run exit 1 and are planned again
 by the next run; `--force` lets them through.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from concurrent.futures import Future
 
 from misp2sentinel.config import Config, Workspace
 from misp2sentinel.diff import REVOKE, Action, plan_event, revocation
@@ -19,6 +21,7 @@ from misp2sentinel.export import BundleWriter
 from misp2sentinel.pipeline import WorkspaceFilter
 from misp2sentinel.report import RunReport
 from misp2sentinel.state import LIVE, StateStore
+from misp2sentinel.sync.sender import BatchSender, SenderGroup
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +67,27 @@ class WorkspaceRun:
         self.live_at_start = store.live_count(self.name) if store.exists else 0
         # Set by a signal or the time limit: no further batch is sent once it is set.
         self.stop = None
+        # Uploads on a background thread when set; see `send_in_background`.
+        self.sender: BatchSender[list[Action]] | None = None
+
+    def send_in_background(self, group: SenderGroup | None = None) -> None:
+        """Upload this workspace's batches from a background thread from now on.
+
+        The main thread then waits only when two batches are already queued or in flight. It
+        still records every outcome itself, when it plans the next event or batch, or when
+        `drain` or `finish` waits for the uploads. `group` contains the senders of the run's other
+        workspaces, whose finished uploads are recorded during such a wait too.
+        """
+        if self.uploader is not None and self.sender is None:
+            self.sender = BatchSender(self.name, self.uploader.upload, self._record_finished, stop=self.stop, group=group)
 
     # Planning
 
     def process(self, event: dict, records: list) -> None:
         """Plan one fetched event: send its creates, updates and refreshes, keep its revocations."""
+        if self.sender is not None:
+            # Recording a finished upload lets the sender start the next batch.
+            self.sender.collect()
         if self.failed:
             return
         event_uuid = event.get("uuid")
@@ -119,6 +138,7 @@ class WorkspaceRun:
     # Sending
 
     def flush(self) -> None:
+        """Send the current batch: queue it for the background sender, or upload it and record the outcome."""
         if not self.batch or self.failed:
             self.batch = []
             return
@@ -129,12 +149,53 @@ class WorkspaceRun:
                 if self.writer is not None:
                     self.writer.write(action.stix)
             return
+        if self.sender is not None:
+            self.sender.collect()
+            if self.failed or self._stopped():
+                return
+            self.sender.submit([action.stix for action in batch], batch)
+            return
         try:
             results = self.uploader.upload([action.stix for action in batch])
         except WorkspaceError as error:
-            self.failed = str(error)
-            self.report.fail("workspace", str(error), workspace=self.name)
+            self._fail(error)
             return
+        self._record(batch, results)
+
+    def drain(self) -> None:
+        """Wait for every batch queued for the background sender and record the outcomes."""
+        if self.sender is not None:
+            self.sender.drain()
+
+    def close(self) -> None:
+        """Cancel the batches that have not started and let the background sender end."""
+        if self.sender is not None:
+            self.sender.close()
+
+    def _stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def _record_finished(self, batch: list[Action], future: Future) -> None:
+        """Record one upload of the background sender, called on the main thread."""
+        if future.cancelled():
+            # Never sent: the state keeps the previous content, so the next run plans it again.
+            return
+        error = future.exception()
+        if isinstance(error, WorkspaceError):
+            self._fail(error)
+        elif error is not None:
+            raise error
+        else:
+            self._record(batch, future.result())
+
+    def _fail(self, error: WorkspaceError) -> None:
+        if self.failed:
+            return
+        self.failed = str(error)
+        self.report.fail("workspace", str(error), workspace=self.name)
+
+    def _record(self, batch: list[Action], results: list) -> None:
+        """Count the outcome of each object of an acknowledged batch and record them in one transaction."""
         outcomes = []
         for action, result in zip(batch, results):
             outcome = action.outcome
@@ -168,6 +229,9 @@ class WorkspaceRun:
 
     def send_revocations(self) -> None:
         """Send the run's revocations in batches, unless the guard holds them back."""
+        if self.sender is not None:
+            # Uploads that already failed the workspace leave nothing to guard.
+            self.sender.collect()
         if self.failed or not self.revocations:
             return
         if self._guard_blocks():
@@ -191,14 +255,21 @@ class WorkspaceRun:
         self.gone_events.clear()
         self.evaluated.clear()
         self.processed.clear()
+        if self.sender is not None:
+            cancelled = self.sender.cancel_queued()
+            if cancelled:
+                log.info("workspace %s: %d queued batch(es) not sent; the next run sends them", self.name, cancelled)
 
     # Recording
 
     def finish(self, source_name: str | None, selection: bytes, listed_until: int | None,
                previously_pending: set[str], swept_at: int | None = None) -> None:
-        """Send what is left, then record evaluated and pending events, the cursor and the sweep time."""
+        """Send what is left and wait for it, then record evaluated and pending events, the cursor
+        and the sweep time."""
         self.flush()
         self.send_revocations()
+        self.drain()
+        self.close()
         if self.failed or self.uploader is None:
             return
         store = self.store
