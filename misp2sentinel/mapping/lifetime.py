@@ -19,15 +19,16 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 def stix_timestamp(moment: datetime) -> str:
     """Format an aware datetime as a STIX timestamp with millisecond precision.
 
-    Cached, because the attributes of an event share few timestamps and the run time recurs.
+    Cached, because the run time and the ends of validity recur on every indicator.
     """
-    moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment.isoformat(timespec="milliseconds") + "Z"
+    if moment.tzinfo is not timezone.utc:
+        moment = moment.astimezone(timezone.utc)
+    # isoformat ends a UTC time with "+00:00", which STIX writes as "Z".
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-@lru_cache(maxsize=8192)
 def from_epoch(seconds: int) -> datetime:
-    return EPOCH + timedelta(seconds=seconds)
+    return datetime.fromtimestamp(seconds, timezone.utc)
 
 
 def parse_seen(text: str | None) -> datetime | None:
