@@ -53,6 +53,9 @@ MEANINGS: dict[str, str] = {
     "misp.overlap_seconds": "how far before the cursor each run reads again, in seconds",
     "misp.fetch_chunk_size": "events fetched per request, by uuid",
     "misp.list_page_size": "events per page when listing what changed",
+    "misp.large_event_attributes": "an event with more attributes than this (MISP's `attribute_count`) is fetched "
+    "alone, its attributes in pages; a chunk of smaller events holds at most this many attributes in total",
+    "misp.attribute_page_size": "attributes per request when a large event is fetched in pages",
     "sources": "MISP JSON files or feed folders (`manifest.json` plus `<uuid>.json`) that `export` reads when no `--source` is given",
     "mapping": "how MISP data becomes STIX 2.1 indicators; `docs/mapping.md` has the rules",
     "mapping.default_tlp": "TLP of data that carries no TLP tag",

@@ -3,7 +3,8 @@
 It serves, on 127.0.0.1, what `PyMISP(url, key)` requests when it connects
 (`GET /servers/getVersion`, `GET /users/view/me`, `GET /attributes/describeTypes.json`,
 and `GET /servers/getPyMISPVersion.json` for old servers), plus
-`/events/restSearch`, `/attributes/restSearch` and `/events/view/<id or uuid>`.
+`/events/restSearch`, `/attributes/restSearch`, `/objects/restSearch` and
+`/events/view/<id or uuid>`.
 Search semantics follow MISP's source at commit bb0909a3 (branch 2.5), quirks included.
 The modules `misp_selection`, `misp_filters` and `misp_search` name the MISP function
 that each part reproduces.
@@ -43,7 +44,7 @@ from .faults import Fault, FaultQueue, fault_response
 from .misp_instance import DEFAULT_ORG_NAME, DEFAULT_ORG_UUID, MispInstance
 from .misp_model import Warninglist
 from .misp_parameters import MispHttpError
-from .misp_search import search_attributes, search_events, view_event
+from .misp_search import search_attributes, search_events, search_objects, view_event
 from .misp_semantics import MispInternalError
 from .tls import EmulatorTLS
 
@@ -60,7 +61,10 @@ AUTHENTICATION_FAILED = "Authentication failed. Please make sure you pass the AP
 INTERNAL_ERROR = "An Internal Error Has Occurred."
 INVALID_JSON = "Invalid JSON input. Make sure that the JSON input is a correctly formatted JSON string. This request has been blocked to avoid an unfiltered request."
 
-_CONTROLLERS = ("servers", "users", "attributes", "events")
+_CONTROLLERS = ("servers", "users", "attributes", "events", "objects")
+
+
+_SEARCHES = {"events": search_events, "attributes": search_attributes, "objects": search_objects}
 
 
 @dataclass
@@ -249,8 +253,8 @@ class MispEmulator(MispInstance, EmulatorServer):
             return self._view_user(arguments[0] if arguments else "")
         if route == ("GET", "attributes", "describeTypes"):
             return Response.json(200, {"result": describe_types})
-        if request.method in ("GET", "POST") and action == "restSearch" and controller in ("events", "attributes"):
-            search = search_events if controller == "events" else search_attributes
+        if request.method in ("GET", "POST") and action == "restSearch" and controller in _SEARCHES:
+            search = _SEARCHES[controller]
             accepts_json = "json" in request.headers.get("Accept", "")
             with self._lock:
                 result = search(self.search_context(), body, named, request.method, accepts_json)
@@ -361,7 +365,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(
         prog="python -m tests.emulators.misp",
-        description="Emulate a MISP 2.5 server on 127.0.0.1: the connect calls of PyMISP, /events/restSearch, /attributes/restSearch and /events/view.",
+        description="Emulate a MISP 2.5 server on 127.0.0.1: the connect calls of PyMISP, /events/restSearch, /attributes/restSearch, /objects/restSearch and /events/view.",
         epilog="Example: python -m tests.emulators.misp --events tests/fixtures/misp --port 8081 --key " + DEFAULT_API_KEY,
     )
     parser.add_argument("--events", help="directory of MISP event JSON files to load (default: start empty)")

@@ -42,6 +42,14 @@ ATTRIBUTE_PARAMETERS = (
     "order", "policy", "walled_garden", "ns", "email", "serial", "refresh", "retry", "expiry", "minimum_ttl", "ttl",
 )
 
+OBJECT_PARAMETERS = (
+    "returnFormat", "value", "type", "category", "org", "tags", "first_seen", "last_seen", "from", "to", "last",
+    "eventid", "withAttachments", "uuid", "publish_timestamp", "published", "timestamp", "enforceWarninglist", "to_ids",
+    "deleted", "includeEventUuid", "event_timestamp", "threat_level_id", "includeEventTags", "includeProposals", "limit",
+    "page", "requested_attributes", "includeContext", "headerless", "includeWarninglistHits", "attackGalaxy",
+    "object_relation", "metadata", "includeAllTags", "object_name", "object_template_uuid", "object_template_version",
+)
+
 # Event::$validFormats and MispAttribute::$validFormats. The emulator produces json only.
 EVENT_FORMATS = frozenset((
     "attack", "attack-sightings", "cache", "context", "context-markdown", "count", "csv", "hashes", "hosts", "json",
@@ -49,6 +57,8 @@ EVENT_FORMATS = frozenset((
     "xml", "yara", "yara-json",
 ))
 ATTRIBUTE_FORMATS = EVENT_FORMATS - {"attack", "context", "context-markdown"}
+# MispObject::$validFormats.
+OBJECT_FORMATS = frozenset(("json",))
 
 # Whitelisted parameters that select or reshape data in ways the emulator does not reproduce.
 # A request that sets one of them to a non-empty value gets 501, not a silently different
@@ -60,7 +70,17 @@ UNSUPPORTED_EVENT_PARAMETERS = frozenset((
 ))
 UNSUPPORTED_ATTRIBUTE_PARAMETERS = frozenset((
     "value1", "value2", "first_seen", "last_seen", "sharinggroup", "includeContext", "excludeDecayed", "decayingModel",
-    "modelOverrides", "score", "flatten", "list", "event_ids", "includeGalaxy",
+    "modelOverrides", "score", "flatten", "list", "event_ids",
+))
+# On /objects/restSearch the emulator reproduces `eventid` and `object_name`, and the 500 that
+# `deleted` causes (see `misp_search.search_objects`). The options that fetchObjects ignores
+# (includeEventTags, includeWarninglistHits) or that only add data the emulator does not hold
+# (withAttachments) are ignored.
+UNSUPPORTED_OBJECT_PARAMETERS = frozenset((
+    "value", "type", "category", "org", "tags", "first_seen", "last_seen", "from", "to", "last", "uuid",
+    "publish_timestamp", "published", "timestamp", "to_ids", "event_timestamp", "threat_level_id", "includeContext",
+    "object_relation", "object_template_uuid", "object_template_version", "requested_attributes", "includeProposals",
+    "attackGalaxy",
 ))
 
 EVENT_ORDER_FIELDS = {"Event": ("id", "info", "analysis", "threat_level_id", "distribution", "timestamp", "publish_timestamp")}

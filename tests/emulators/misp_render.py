@@ -64,12 +64,16 @@ def attribute_fields(attribute: StoredAttribute) -> dict[str, Any]:
     }
 
 
-def render_event_attribute(store: MispStore, attribute: StoredAttribute, tag_links: list[TagLink], warnings: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """Return an attribute as it appears inside an event (`Event.Attribute` or `Object.Attribute`)."""
+def render_event_attribute(store: MispStore, attribute: StoredAttribute, tag_links: list[TagLink], warnings: list[dict[str, Any]] | None,
+                           galaxies: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Return an attribute as it appears inside an event (`Event.Attribute` or `Object.Attribute`).
+
+    `galaxies` replaces the attribute's stored galaxies when given.
+    """
     rendered = attribute_fields(attribute)
     if warnings:
         rendered["warnings"] = warnings
-    rendered["Galaxy"] = copy.deepcopy(attribute.galaxies)
+    rendered["Galaxy"] = copy.deepcopy(attribute.galaxies if galaxies is None else galaxies)
     rendered["ShadowAttribute"] = []
     if tag_links:
         rendered["Tag"] = [render_tag(store.tags[link.tag_id], link) for link in tag_links]
@@ -77,6 +81,15 @@ def render_event_attribute(store: MispStore, attribute: StoredAttribute, tag_lin
 
 
 def render_object(stored_object: StoredObject, attributes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        **object_fields(stored_object),
+        "ObjectReference": [_render_reference(reference) for reference in stored_object.references],
+        "Attribute": attributes,
+    }
+
+
+def object_fields(stored_object: StoredObject) -> dict[str, Any]:
+    """Return the object columns in the order MISP's JSON lists them."""
     return {
         "id": str(stored_object.id),
         "name": stored_object.name,
@@ -93,9 +106,38 @@ def render_object(stored_object: StoredObject, attributes: list[dict[str, Any]])
         "deleted": stored_object.deleted,
         "first_seen": stored_object.first_seen,
         "last_seen": stored_object.last_seen,
-        "ObjectReference": [_render_reference(reference) for reference in stored_object.references],
-        "Attribute": attributes,
     }
+
+
+def render_object_search_result(
+    store: MispStore,
+    event: StoredEvent,
+    stored_object: StoredObject,
+    attributes: list[tuple[StoredAttribute, list[TagLink]]] | None,
+) -> dict[str, Any]:
+    """Return one element of `/objects/restSearch`'s response (`JSONConverterTool::convertObject`).
+
+    fetchObjects contains the event's id, info, org_id and orgc_id, and, unless `attributes`
+    is None (a `metadata` search), the attribute rows with their AttributeTag rows, which
+    the converter leaves in CakePHP's shape.
+    """
+    rendered = object_fields(stored_object)
+    rendered["Event"] = {"id": str(event.id), "info": event.info, "org_id": str(event.org_id), "orgc_id": str(event.orgc_id)}
+    if attributes is not None:
+        rows = []
+        for attribute, tag_links in attributes:
+            row = {**attribute_fields(attribute), "value1": attribute.value1, "value2": attribute.value2}
+            row["AttributeTag"] = [
+                {
+                    "id": str(index + 1), "attribute_id": str(attribute.id), "event_id": str(event.id),
+                    "tag_id": str(link.tag_id), "local": link.local, "relationship_type": link.relationship_type,
+                    "Tag": render_tag(store.tags[link.tag_id], link),
+                }
+                for index, link in enumerate(tag_links)
+            ]
+            rows.append(row)
+        rendered["Attribute"] = rows
+    return {"Object": rendered}
 
 
 def _render_reference(reference: dict[str, Any]) -> dict[str, Any]:
@@ -180,8 +222,12 @@ def render_search_attribute(
     event_tags: list[Tag],
     warnings: list[dict[str, Any]] | None,
     include_event_uuid: bool,
+    galaxies: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Return one element of `/attributes/restSearch`'s `response.Attribute` (`JsonExport::__attributeHandler`)."""
+    """Return one element of `/attributes/restSearch`'s `response.Attribute` (`JsonExport::__attributeHandler`).
+
+    `galaxies` is the attribute's `Galaxy` list, present only with `includeGalaxy`.
+    """
     rendered = attribute_fields(attribute)
     if include_event_uuid:
         rendered["event_uuid"] = event.uuid
@@ -211,4 +257,6 @@ def render_search_attribute(
         tags.append({"id": str(tag.id), "name": tag.name, "colour": tag.colour, "numerical_value": _text(tag.numerical_value), "inherited": 1})
     if tags:
         rendered["Tag"] = tags
+    if galaxies is not None:
+        rendered["Galaxy"] = copy.deepcopy(galaxies)
     return rendered

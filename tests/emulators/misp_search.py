@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .misp_filters import Filters, Row
-from .misp_model import StoredAttribute, StoredEvent, TagLink, Warninglist
+from .misp_filters import FilterOptions, Filters, Row
+from .misp_model import StoredAttribute, StoredEvent, StoredObject, TagLink, Warninglist
 from .misp_parameters import (
     ATTRIBUTE_FORMATS,
     ATTRIBUTE_ORDER_FIELDS,
@@ -19,17 +19,41 @@ from .misp_parameters import (
     EVENT_FORMATS,
     EVENT_ORDER_FIELDS,
     EVENT_PARAMETERS,
+    OBJECT_FORMATS,
+    OBJECT_PARAMETERS,
     UNSUPPORTED_ATTRIBUTE_PARAMETERS,
     UNSUPPORTED_EVENT_PARAMETERS,
+    UNSUPPORTED_OBJECT_PARAMETERS,
     MispHttpError,
     check_request,
     find_order,
     harvest_parameters,
     page_bounds,
 )
-from .misp_render import render_event, render_event_attribute, render_object, render_report, render_search_attribute
+from .misp_render import (
+    render_event,
+    render_event_attribute,
+    render_object,
+    render_object_search_result,
+    render_report,
+    render_search_attribute,
+)
 from .misp_selection import attribute_conditions, select_events
-from .misp_semantics import BOOLEAN, as_list, column_equals, php_empty, php_int, php_is_numeric, php_loose_equals_number, php_strval, uuid_like
+from .misp_semantics import (
+    BOOLEAN,
+    TEXT_CASE_INSENSITIVE,
+    MispInternalError,
+    as_list,
+    column_equals,
+    convert_filters,
+    generic_filter,
+    php_empty,
+    php_int,
+    php_is_numeric,
+    php_loose_equals_number,
+    php_strval,
+    uuid_like,
+)
 from .misp_store import MispStore
 
 
@@ -168,7 +192,11 @@ def fetch_event(context: SearchContext, event: StoredEvent, options: dict[str, A
         rows = [attribute for attribute in rows if not warnings[attribute.id]]
 
     def rendered(attribute: StoredAttribute) -> dict[str, Any]:
-        return render_event_attribute(store, attribute, links[attribute.id], warnings[attribute.id])
+        galaxies = attribute.galaxies
+        if not php_empty(exclude_local_tags):
+            # MISP builds an attribute's galaxies from its tags after dropping the local ones.
+            galaxies = without_local_clusters(galaxies)
+        return render_event_attribute(store, attribute, links[attribute.id], warnings[attribute.id], galaxies)
 
     attributes = [rendered(attribute) for attribute in rows if attribute.object_id == 0]
     objects = []
@@ -184,6 +212,16 @@ def fetch_event(context: SearchContext, event: StoredEvent, options: dict[str, A
         store, event, tag_links=event_links, attributes=attributes, objects=objects, reports=reports,
         include_galaxies=include_galaxies, include_shadow_attributes=php_empty(options.get("noShadowAttributes")),
     )
+
+
+def without_local_clusters(galaxies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return galaxies without the clusters that come from local tags (`"local": true`), dropping emptied galaxies."""
+    remaining = []
+    for galaxy in galaxies:
+        clusters = [cluster for cluster in galaxy.get("GalaxyCluster") or [] if php_empty(cluster.get("local"))]
+        if clusters:
+            remaining.append({**galaxy, "GalaxyCluster": clusters})
+    return remaining
 
 
 def _deleted_rule(options: dict[str, Any], user: SearchUser, event: StoredEvent) -> Callable[[bool], bool]:
@@ -253,6 +291,7 @@ def search_attributes(context: SearchContext, body: Any, named: dict[str, str], 
     include_all_tags = not php_empty(parameters.get("includeAllTags"))
     include_event_tags = not php_empty(parameters.get("includeEventTags"))
     include_event_uuid = not php_empty(parameters.get("includeEventUuid")) or not php_empty(parameters.get("includeAttributeUuid"))
+    include_galaxy = not php_empty(parameters.get("includeGalaxy"))
 
     rendered, skipped = [], 0
     for row in rows:
@@ -264,9 +303,16 @@ def search_attributes(context: SearchContext, body: Any, named: dict[str, str], 
         if include_event_tags:
             event_tags = [store.tags[link.tag_id] for link in row.event.tags if include_all_tags or store.tags[link.tag_id].exportable]
         warnings = context.warnings_for(row.attribute, to_ids_only=True) if include_hits else None
+        galaxies = None
+        if include_galaxy:
+            # fetchAttributes merges the galaxies of the attribute's tags with those of the
+            # EventTag rows that includeEventTags attached, with array_merge_recursive: the
+            # event's galaxies are appended, and a galaxy on both appears twice.
+            galaxies = list(row.attribute.galaxies) + (list(row.event.galaxies) if include_event_tags else [])
         rendered.append(render_search_attribute(
             store, row.event, row.attribute, row.object,
             tag_links=tag_links, event_tags=event_tags, warnings=warnings, include_event_uuid=include_event_uuid,
+            galaxies=galaxies,
         ))
     return SearchResult({"response": {"Attribute": rendered}}, _result_headers(_attribute_result_count(len(rows), rendered, bounds), skipped))
 
@@ -291,6 +337,69 @@ def _attribute_result_count(fetched: int, returned: list[Any], bounds: tuple[int
     if not returned or len(returned) >= limit:
         return fetched + 1
     return fetched
+
+
+# /objects/restSearch
+
+
+@dataclass(frozen=True)
+class ObjectRow:
+    """An object and its event, the row `MispObject::fetchObjects` selects."""
+
+    event: StoredEvent
+    object: StoredObject
+
+
+OBJECT_NAME = (lambda row: row.object.name, TEXT_CASE_INSENSITIVE)  # objects.name is utf8mb3_unicode_ci
+UNKNOWN_COLUMN = "SQLSTATE[42S22]: Column not found: 1054 Unknown column 'Attribute.object_id' in 'where clause'"
+
+
+def search_objects(context: SearchContext, body: Any, named: dict[str, str], method: str, accepts_json: bool = True) -> SearchResult:
+    """Return `/objects/restSearch` as `MispObject::restSearch` and `fetchObjects` build it.
+
+    The result is `{"response": [{"Object": {..., "Event": {...}, "Attribute": [...]}}]}` in
+    object id order. With `metadata` the objects come without their `Attribute` list. Without
+    `deleted` no condition on `Object.deleted` applies, so soft-deleted objects are returned too,
+    while the attributes inside objects are active ones only.
+    """
+    parameters = harvest_parameters(body, named, OBJECT_PARAMETERS)
+    check_request(parameters, method, OBJECT_FORMATS, UNSUPPORTED_OBJECT_PARAMETERS, accepts_json)
+    if parameters.get("deleted") is not None and parameters["deleted"] is not False:
+        # buildFilterConditions runs set_filter_deleted in the Object scope, which adds
+        # `Attribute.object_id = 0 OR Object.deleted IN (...)`. The objects query does not join
+        # attributes (they are a separate hasMany query), so MySQL rejects the column.
+        raise MispInternalError(UNKNOWN_COLUMN)
+    store = context.store
+
+    conditions = []
+    if parameters.get("eventid") is not None and parameters["eventid"] is not False:
+        context.filters().set_filter_eventid(parameters, conditions, FilterOptions("eventid", "Event", False))
+    if not php_empty(parameters.get("object_name")):
+        conditions.extend(generic_filter(convert_filters(parameters["object_name"]), [OBJECT_NAME]))
+
+    rows = [ObjectRow(event, stored_object) for event in store.events_in_id_order() for stored_object in event.objects]
+    rows = sorted((row for row in rows if all(condition(row) for condition in conditions)), key=lambda row: row.object.id)
+    # fetchObjects applies LIMIT/PAGE only when `limit` is set; `page` alone is ignored.
+    bounds = page_bounds(parameters)
+    if bounds is not None:
+        offset, limit = bounds
+        rows = rows[offset:offset + limit]
+
+    metadata = not php_empty(parameters.get("metadata"))
+    include_all_tags = not php_empty(parameters.get("includeAllTags"))
+    # NOTE: fetchObjects' enforceWarninglist branch unsets $results[$key][$key2] instead of
+    # $results[$key]['Attribute'][$key2], so it removes nothing; the emulator ignores it too.
+    rendered = []
+    for row in rows:
+        attributes = None
+        if not metadata:
+            attributes = [
+                (attribute, [link for link in attribute.tags if include_all_tags or store.tags[link.tag_id].exportable])
+                for attribute in row.event.attributes
+                if attribute.object_id == row.object.id and not attribute.deleted
+            ]
+        rendered.append(render_object_search_result(store, row.event, row.object, attributes))
+    return SearchResult({"response": rendered}, _result_headers(len(rendered), 0))
 
 
 # /events/view/<id or uuid>
