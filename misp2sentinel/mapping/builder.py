@@ -109,8 +109,8 @@ class EventContext:
         self.external_references = _external_references(self.event_uuid, settings.misp_url)
         self.event_note = f"MISP event: {event['info']}" if event.get("info") else None
         self.attack_patterns: set[str] = set()
-        # Computed once per event: (labels from tags, cluster context) per (object, attribute tags, TLP),
-        # and the whole labels of attributes outside objects per (that key, type, category).
+        # Computed once per event for attributes outside objects: (labels from tags, cluster context)
+        # per (attribute tags, TLP), and the whole labels per (that key, type, category).
         self.levels: dict[tuple, tuple] = {}
         self.plain_labels: dict[tuple, list[str]] = {}
         # The end of validity of indicators whose lifetime counts from the run time, per lifetime in days.

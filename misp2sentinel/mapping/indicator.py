@@ -140,13 +140,15 @@ def shared_properties(context, attributes: list[dict], misp_object, own: TagSumm
     types = indicator_types(threat_types, first.get("category"), context.settings.default_indicator_type)
     if len(attributes) == 1 and not first.get("galaxies"):
         # The context and the labels from tags depend only on the object, the attribute's own tags and
-        # the TLP, so they are computed once per event for each combination; an attribute without an
-        # object also shares its type and category labels.
-        level_key = (misp_object, tuple(first["tags"]), rank)
-        level = context.levels.get(level_key)
+        # the TLP, so they are computed once for each combination: in the event's cache for attributes
+        # outside objects (which also share their type and category labels), in the object's own
+        # cache otherwise, so that an object's entries are freed with it rather than with the event.
+        levels = context.levels if misp_object is None else misp_object.levels
+        level_key = (tuple(first["tags"]), rank)
+        level = levels.get(level_key)
         if level is None:
             clusters = _cluster_context(context, attributes, misp_object)
-            level = context.levels[level_key] = (_level_labels(context, attributes, misp_object, clusters.labels, rank), clusters)
+            level = levels[level_key] = (_level_labels(context, attributes, misp_object, clusters.labels, rank), clusters)
         level_labels, clusters = level
         if misp_object is None:
             key = (level_key, first["type"], first.get("category"))

@@ -148,6 +148,8 @@ class ObjectContext:
         galaxies = [cluster for attribute in misp_object["attributes"] for cluster in attribute.get("galaxies") or ()]
         self.clusters = clusters_from(tags, galaxies)
         self.rule_name = None
+        # Labels from tags and the cluster context of this object's attributes, per (own tags, TLP).
+        self.levels: dict[tuple, tuple] = {}
         self._siblings: list[tuple[int, str]] = []
         for attribute in misp_object["attributes"]:
             if attribute["deleted"] or attribute.get("value") is None:
