@@ -235,11 +235,13 @@ def export(config_path: Path | None, workspace: str | None, sources: tuple[Path,
 @click.option("--retry-rejected", is_flag=True,
               help="Send again records Sentinel rejected three times with the same validation message; "
               "without it they wait until their content changes.")
+@validate_option
 @json_option("the run report (counts, requests, retries, per-workspace outcome)")
 @common_options
 @reports_errors("sync", count_requests=True)
 def sync(config_path: Path, event_ref: str | None, workspace: str | None, dry_run: bool, output: str | None,
-         max_duration: int | None, full: bool, force: bool, retry_rejected: bool, json_output: bool) -> None:
+         max_duration: int | None, full: bool, force: bool, retry_rejected: bool, validate: bool,
+         json_output: bool) -> None:
     """Pull what changed in MISP, send Sentinel what it does not hold yet, and remember it.
 
     Every run except a dry run writes its JSON report (reporting.report_path, by default
@@ -255,6 +257,7 @@ def sync(config_path: Path, event_ref: str | None, workspace: str | None, dry_ru
       misp2sentinel sync -c config.yaml --full --dry-run
       misp2sentinel sync -c config.yaml --force
       misp2sentinel sync -c config.yaml --retry-rejected
+      misp2sentinel sync -c config.yaml --dry-run --validate
       misp2sentinel sync -c config.yaml --max-duration 3000 --json -q | jq .workspaces
       misp2sentinel sync -c config.yaml -vv --log-format json 2> sync.log
     """
@@ -270,7 +273,8 @@ def sync(config_path: Path, event_ref: str | None, workspace: str | None, dry_ru
     config = _load_config(setup, config_path)
     warn_about_settings(config)
     options = SyncOptions(event_ref=event_ref, dry_run=dry_run, output=output, workspace_name=workspace,
-                          max_duration=max_duration, full=full, force=force, retry_rejected=retry_rejected)
+                          max_duration=max_duration, full=full, force=force, retry_rejected=retry_rejected,
+                          validate=validate)
     with _ProgressDisplay(setup, setup.console.level >= logging.ERROR):
         report, document = run_sync_command(config, clock, options, setup.counter)
     suffix = "; nothing was sent or recorded" if dry_run else ""

@@ -14,6 +14,7 @@ from misp2sentinel import report as reasons
 from misp2sentinel.mapping import indicator as indicator_module
 from misp2sentinel.validation import PatternValidator
 from tests.conftest import NOW_TEXT, REPO_ROOT, misp_attribute, misp_event
+from tests.stack_fixtures import clean_environment, make_stack, signing_key, stack, tls  # noqa: F401
 from tests.test_export_cli import IMPORT_PROBE
 
 EXAMPLE_FEED = REPO_ROOT / "examples" / "feed"
@@ -90,3 +91,25 @@ def test_pattern_grammar_is_imported_only_with_validate(tmp_path, validate):
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["exit_code"] == 0, result.stderr
     assert outcome["loaded"] == (["stix2patterns"] if validate else [])
+
+
+def test_sync_with_validate_sends_only_valid_patterns(stack, monkeypatch):
+    real_indicator = indicator_module.indicator
+    broken_ids = []
+
+    def break_first_pattern(context, shared, part, notes, until):
+        stix = real_indicator(context, shared, part, notes, until)
+        if not broken_ids and stix["pattern_type"] == "stix":
+            broken_ids.append(part.name)
+            stix["pattern"] = BROKEN
+        return stix
+
+    monkeypatch.setattr("misp2sentinel.mapping.builder.indicator", break_first_pattern)
+
+    report = stack.sync(validate=True)
+
+    assert report.exit_code == 0, report.summary()
+    assert report.skips[reasons.INVALID_PATTERN] == 1
+    held = stack.holdings()
+    assert held and all(item.get("pattern") != BROKEN for item in held.values())
+    assert report.outcomes["created"] == len(held)

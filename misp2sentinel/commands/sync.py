@@ -33,6 +33,7 @@ class SyncOptions:
     full: bool = False
     force: bool = False
     retry_rejected: bool = False
+    validate: bool = False
 
 
 def warn_about_settings(config: Config) -> None:
@@ -71,7 +72,7 @@ def run_sync_command(config: Config, clock: Clock, options: SyncOptions, counter
         report = run_sync(
             config, clock, event_ref=options.event_ref, dry_run=options.dry_run, output=options.output,
             workspace_name=options.workspace_name, max_duration=options.max_duration, full=options.full,
-            force=options.force, retry_rejected=options.retry_rejected,
+            force=options.force, retry_rejected=options.retry_rejected, validate=options.validate,
         )
     except Misp2SentinelError as error:
         report = error.report or RunReport("sync --dry-run" if options.dry_run else "sync")

@@ -31,7 +31,7 @@ from misp2sentinel.config import SentinelSettings, Workspace
 from misp2sentinel.errors import WorkspaceError
 from misp2sentinel.sentinel.auth import TokenProvider
 from misp2sentinel.sentinel.credentials import proxies_for, proxy_passwords, proxy_url, redact_proxy
-from misp2sentinel.sentinel.pacing import RateLimiter, backoff_delay, retry_after_seconds
+from misp2sentinel.sentinel.pacing import LimiterUser, RateLimiter, backoff_delay, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class SentinelClient:
         settings: SentinelSettings,
         session: requests.Session,
         tokens: TokenProvider,
-        limiter: RateLimiter,
+        limiter: RateLimiter | LimiterUser,
         clock: Clock,
         *,
         api: UploadApiName = API_STIX_OBJECTS,

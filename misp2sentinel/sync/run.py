@@ -36,6 +36,7 @@ from misp2sentinel.state import StateStore
 from misp2sentinel.sync.plan import plan_fetch, selection_key
 from misp2sentinel.sync.sender import SenderGroup
 from misp2sentinel.sync.workspace import WorkspaceRun
+from misp2sentinel.validation import PatternValidator
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,13 @@ class SyncOptions:
     full: bool = False
     force: bool = False
     retry_rejected: bool = False
+    validate: bool = False
 
 
 def run_sync(config: Config, clock: Clock, *, event_ref: str | None = None, dry_run: bool = False,
              output: str | None = None, workspace_name: str | None = None,
              max_duration: float | None = None, full: bool = False, force: bool = False,
-             retry_rejected: bool = False) -> RunReport:
+             retry_rejected: bool = False, validate: bool = False) -> RunReport:
     """Run one sync and return its report; raise a `Misp2SentinelError` carrying the report on failure."""
     report = RunReport("sync --dry-run" if dry_run else "sync")
     if config.state is None:
@@ -75,7 +77,7 @@ def run_sync(config: Config, clock: Clock, *, event_ref: str | None = None, dry_
     if full and event_ref is not None:
         raise UsageError("--full and --event exclude each other", hint="--full re-evaluates every event; --event one")
 
-    options = SyncOptions(event_ref, dry_run, output, full, force, retry_rejected)
+    options = SyncOptions(event_ref, dry_run, output, full, force, retry_rejected, validate)
     now = clock.now()
     try:
         with _stop_on_signals() as stop:
@@ -203,12 +205,13 @@ def _run_workspaces(config: Config, clock: Clock, store: StateStore, report: Run
 
         events = read_sources(list(config.sources), report)
 
+    validator = PatternValidator() if options.validate else None
     fetched: set[str] = set()
     for event in events:
         if stop.is_set():
             _stop_early(runs, selections, pending, "stopped by a signal")
         fetched.add(event.get("uuid"))
-        records = map_records(event, config.mapping, now, report)
+        records = map_records(event, config.mapping, now, report, validator)
         for run in runs:
             run.process(event, records)
         # The limit is checked after an event, so every run makes progress however short the limit.
