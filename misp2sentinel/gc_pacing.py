@@ -3,9 +3,9 @@
 CPython's cyclic collector runs every few hundred allocations, and its older generations walk
 every live container. While one large event is mapped, hundreds of thousands of dicts are alive,
 and those walks took about 40% of an export's CPU time. The bridge creates almost no reference
-cycles (its data is plain dicts and lists, freed by reference counting), so the command line
-pauses automatic collection and the pipeline runs a full collection between events, once enough
-net allocations have built up to be worth one.
+cycles: its data is plain dicts and lists, freed by reference counting. So the command line pauses
+automatic collection, and the pipeline runs a full collection between events once enough net
+allocations have built up to be worth one.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 # Net allocations of tracked objects (allocations minus frees) that make a collection due. A
-# normalised 100,000-attribute event holds about 600,000 tracked objects, so mapping one such
+# normalised 100,000-attribute event contains about 600,000 tracked objects, so mapping one such
 # event triggers no collection at all.
 ALLOCATIONS_BETWEEN_COLLECTIONS = 1_000_000
 # The most CPU time collections may take: after a collection that took d seconds, the next waits

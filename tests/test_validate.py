@@ -26,22 +26,23 @@ def write_event(path: Path, *attributes: dict) -> Path:
     return path
 
 
-def test_validator_accepts_a_valid_pattern_and_names_the_error_of_an_invalid_one():
+def test_validator_names_pattern_errors():
     validator = PatternValidator()
 
     assert validator.problem({"type": "indicator", "pattern_type": "stix", "pattern": "[ipv4-addr:value = '198.51.100.9']"}) is None
     problem = validator.problem({"type": "indicator", "pattern_type": "stix", "pattern": BROKEN})
-    assert problem is not None and "]" in problem
+    assert problem is not None
+    assert "]" in problem
 
 
-def test_validator_leaves_rules_and_other_objects_alone():
+def test_validator_ignores_rules_and_identities():
     validator = PatternValidator()
 
     assert validator.problem({"type": "indicator", "pattern_type": "sigma", "pattern": "title: not STIX ["}) is None
     assert validator.problem({"type": "identity", "name": "CIRCL"}) is None
 
 
-def test_validate_changes_nothing_on_valid_data(run_cli, tmp_path):
+def test_validate_keeps_valid_bundle(run_cli, tmp_path):
     plain = run_cli("export", "--source", str(EXAMPLE_FEED), "--output", str(tmp_path / "plain.json"))
     checked = run_cli("export", "--source", str(EXAMPLE_FEED), "--output", str(tmp_path / "checked.json"), "--validate")
 
@@ -50,7 +51,7 @@ def test_validate_changes_nothing_on_valid_data(run_cli, tmp_path):
     assert reasons.INVALID_PATTERN not in checked.stderr
 
 
-def test_validate_skips_an_invalid_pattern_and_keeps_the_rest(run_cli, tmp_path, monkeypatch):
+def test_validate_skips_invalid_pattern(run_cli, tmp_path, monkeypatch):
     source = write_event(
         tmp_path / "event.json",
         misp_attribute("ip-dst", "198.51.100.9"),
@@ -78,7 +79,7 @@ def test_validate_skips_an_invalid_pattern_and_keeps_the_rest(run_cli, tmp_path,
 
 
 @pytest.mark.parametrize("validate", [False, True])
-def test_pattern_grammar_is_imported_only_with_validate(tmp_path, validate):
+def test_grammar_imported_only_with_validate(tmp_path, validate):
     source = write_event(tmp_path / "event.json", misp_attribute("ip-dst", "198.51.100.7"))
     probe = IMPORT_PROBE.replace('("msal", "requests", "pymisp", "urllib3", "httpx")', '("stix2patterns", "yaml", "sqlite3")')
     command = [sys.executable, "-c", probe, "export", "--source", str(source), "--output", str(tmp_path / "b.json")]
@@ -93,7 +94,7 @@ def test_pattern_grammar_is_imported_only_with_validate(tmp_path, validate):
     assert outcome["loaded"] == (["stix2patterns"] if validate else [])
 
 
-def test_sync_with_validate_sends_only_valid_patterns(stack, monkeypatch):
+def test_sync_validate_sends_valid_patterns(stack, monkeypatch):
     real_indicator = indicator_module.indicator
     broken_ids = []
 
@@ -111,5 +112,6 @@ def test_sync_with_validate_sends_only_valid_patterns(stack, monkeypatch):
     assert report.exit_code == 0, report.summary()
     assert report.skips[reasons.INVALID_PATTERN] == 1
     held = stack.holdings()
-    assert held and all(item.get("pattern") != BROKEN for item in held.values())
+    assert held
+    assert all(item.get("pattern") != BROKEN for item in held.values())
     assert report.outcomes["created"] == len(held)

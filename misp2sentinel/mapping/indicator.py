@@ -140,9 +140,9 @@ def shared_properties(context, attributes: list[dict], misp_object, own: TagSumm
     types = indicator_types(threat_types, first.get("category"), context.settings.default_indicator_type)
     if len(attributes) == 1 and not first.get("galaxies"):
         # The context and the labels from tags depend only on the object, the attribute's own tags and
-        # the TLP, so they are computed once for each combination: in the event's cache for attributes
-        # outside objects (which also share their type and category labels), in the object's own
-        # cache otherwise, so that an object's entries are freed with it rather than with the event.
+        # the TLP, so they are computed once for each combination. Attributes outside objects use the
+        # event's cache and also share their type and category labels. An object has a cache of its
+        # own, so that its entries are freed with it rather than with the event.
         levels = context.levels if misp_object is None else misp_object.levels
         level_key = (tuple(first["tags"]), rank)
         level = levels.get(level_key)
