@@ -18,7 +18,7 @@ from misp2sentinel.config import MappingSettings
 from misp2sentinel.mapping import ids, lifetime, stix_objects
 from misp2sentinel.mapping.context import build_context, clusters_from
 from misp2sentinel.mapping.indicator import Shared, indicator, shared_properties, tag_labels
-from misp2sentinel.mapping.markings import EMPTY, TLP_NAMES, TLP_RANK, summarize
+from misp2sentinel.mapping.markings import EMPTY, TLP_NAMES, TLP_RANK, marking_id, summarize
 from misp2sentinel.mapping.objects import ObjectContext, joined_comparison, relation_builder
 from misp2sentinel.mapping.parts import InvalidPart, Part, combined_comparisons, combined_pattern
 from misp2sentinel.mapping.sanity import sanity_skip
@@ -115,6 +115,9 @@ class EventContext:
         self.plain_labels: dict[tuple, list[str]] = {}
         # The end of validity of indicators whose lifetime counts from the run time, per lifetime in days.
         self.run_ends: dict[int, datetime] = {}
+        # `indicator_types` per (threat types, category), and the marking id per TLP rank.
+        self.indicator_types: dict[tuple, list[str]] = {}
+        self.marking_ids = [marking_id(rank, settings.tlp_version) for rank in range(len(TLP_NAMES))]
 
     def skip(self, attribute: dict, reason: str, detail: str) -> Skip:
         return Skip(reason, detail, self.event_uuid, attribute.get("uuid"), attribute.get("type"))

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from misp2sentinel.mapping import lifetime
 from misp2sentinel.mapping.context import Cluster, build_context, clusters_from, indicator_types, is_context_tag
-from misp2sentinel.mapping.markings import AMBER_STRICT, TagSummary, decay_confidence, marking_id
+from misp2sentinel.mapping.markings import AMBER_STRICT, TagSummary, decay_confidence
 from misp2sentinel.mapping.parts import Part
 
 AMBER_STRICT_LABEL = "tlp:amber+strict"
@@ -137,7 +137,10 @@ def shared_properties(context, attributes: list[dict], misp_object, own: TagSumm
     chatham_house = own.chatham_house or object_summary.chatham_house or context.summary.chatham_house
     first = attributes[0]
     threat_types = own.threat_types or object_summary.threat_types or context.summary.threat_types
-    types = indicator_types(threat_types, first.get("category"), context.settings.default_indicator_type)
+    types_key = (threat_types, first.get("category"))
+    types = context.indicator_types.get(types_key)
+    if types is None:
+        types = context.indicator_types[types_key] = indicator_types(*types_key, context.settings.default_indicator_type)
     if len(attributes) == 1 and not first.get("galaxies"):
         # The context and the labels from tags depend only on the object, the attribute's own tags and
         # the TLP, so they are computed once for each combination. Attributes outside objects use the
@@ -165,7 +168,7 @@ def shared_properties(context, attributes: list[dict], misp_object, own: TagSumm
         valid_from,
         _confidence(context, attributes, own, object_summary),
         labels,
-        marking_id(rank, context.settings.tlp_version),
+        context.marking_ids[rank],
         chatham_house,
         types,
         clusters.kill_chain_phases,
