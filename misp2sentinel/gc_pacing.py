@@ -53,3 +53,13 @@ def collect_if_due() -> None:
         return
     gc.collect()
     _next_allowed = started + (time.process_time() - started) / COLLECTION_SHARE
+
+
+def resume_automatic_collection() -> None:
+    """Turn automatic collection back on for the rest of the run.
+
+    For work that makes reference cycles on every record, such as parsing each pattern with the
+    STIX pattern grammar (`--validate`), whose parse trees point back at each other. Collecting
+    only between events would then let memory grow with the largest event.
+    """
+    gc.enable()

@@ -58,7 +58,7 @@ def run_export(config_path: Path | None, workspace_name: str | None, sources: li
                 rows = store.rows_for_event(workspace.name, event["uuid"]) if store and event.get("uuid") else {}
                 for record in chosen.records(event, stream_records(event, settings, now, report, validator)):
                     writer.write(current_stix(record, rows) if rows else record.stix)
-            if report.inputs_failed and not report.inputs_read:
+            if nothing_read(report):
                 # Nothing could be read: keep the previous output rather than replace it with nothing.
                 writer.abandon()
             else:
@@ -73,6 +73,11 @@ def run_export(config_path: Path | None, workspace_name: str | None, sources: li
             store.close()
     report.count("written", written)
     return report
+
+
+def nothing_read(report: RunReport) -> bool:
+    """Tell whether every input failed, in which case the export keeps any previous output."""
+    return bool(report.inputs_failed) and not report.inputs_read
 
 
 def _misp_events(config: Config, report: RunReport) -> Iterator[dict]:
