@@ -437,6 +437,23 @@ def test_file_truncated_during_stream(monkeypatch, tmp_path):
     assert report.inputs_failed == 1
 
 
+def test_file_appended_during_last_pass(monkeypatch, tmp_path):
+    # The objects are read last; an append while they are read changes no item but the file.
+    path = write_event(tmp_path / "event.json", rich_event(3000))
+    monkeypatch.setattr(files, "LARGE_FILE_BYTES", INCREMENTAL)
+    report = RunReport("export")
+    [event] = read_sources([path], report)
+    items = iter(event["objects"])
+    next(items)
+    with path.open("ab") as handle:
+        handle.write(b"\n")
+
+    with pytest.raises(incremental.InputChangedError, match="changed while its Object array was read"):
+        list(items)
+
+    assert report.inputs_failed == 1
+
+
 def test_file_changed_stops_export(run_cli, monkeypatch, tmp_path, large_event):
     monkeypatch.setattr(files, "LARGE_FILE_BYTES", INCREMENTAL)
     original = incremental.read_large_event

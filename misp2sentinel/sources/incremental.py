@@ -250,6 +250,10 @@ class EventFile:
                 read += 1
                 if isinstance(item, dict):
                     yield normalize(item)
+            # A write during this pass shows only now; the caller has not used the items yet,
+            # because the mapper collects an event's records before anything is sent or kept.
+            if _file_identity(handle) != self.identity:
+                self._fail(f"it changed while its {key} array was read")
         if read < count:
             self._fail(f"its {key} array has {read} item(s) now, {count} when it was validated")
 
