@@ -197,8 +197,8 @@ class MispServer(Model):
     overlap_seconds: Annotated[int, Field(ge=0)] = 300
     fetch_chunk_size: Annotated[int, Field(ge=1, le=1000)] = 20
     list_page_size: Annotated[int, Field(ge=1)] = 1000
-    large_event_attributes: Annotated[int, Field(ge=0)] = 10000
-    attribute_page_size: Annotated[int, Field(ge=1)] = 5000
+    large_event_attributes: Annotated[int, Field(ge=0, le=10_000_000, strict=True)] = 10000
+    attribute_page_size: Annotated[int, Field(ge=1, le=100_000, strict=True)] = 5000
 
     @field_validator("url")
     @classmethod
