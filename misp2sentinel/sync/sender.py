@@ -31,7 +31,9 @@ class SenderGroup:
     """The background senders of one run.
 
     While the main thread waits for one sender, it records the finished uploads of every sender
-    in the group, so that a workspace whose uploads are slow does not hold the others back.
+    in the group, so the other workspaces' threads keep uploading meanwhile. The main thread
+    still plans the next event only once the slow workspace has room, so over a run every
+    workspace advances at the pace of the slowest; a workspace that fails is dropped instead.
     """
 
     def __init__(self) -> None:
