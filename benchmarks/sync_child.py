@@ -6,8 +6,8 @@
 Sentinel emulator of `harness.Emulators`. `--acknowledge` replaces the Sentinel clients with one
 that accepts every object without a request, to fill a large state quickly through the same
 planning and recording code as a real sync. `--events-from` reads the fetched events from the
-feed folder that the MISP emulator serves, while listing still goes to MISP: the emulator renders
-about 1,000 attributes per second, which would make a fetch of a million attributes take hours.
+feed folder that the MISP emulator serves, while listing still goes to MISP. That measures the
+bridge without the emulator's rendering and the HTTP transfer of the events.
 
 At exit it prints its peak resident memory (VmHWM) to stderr for `harness.measure`.
 """

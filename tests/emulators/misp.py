@@ -37,6 +37,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Callable
 
+import orjson
 from pymisp.abstract import describe_types
 
 from .base import EmulatorServer, Request, Response
@@ -102,6 +103,21 @@ class _Delay:
     path_prefix: str
     seconds: float
     remaining: int
+
+
+def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    """Return `payload` as a JSON response, serialised with orjson.
+
+    orjson writes non-ASCII characters as UTF-8 where `json.dumps` escapes them, which decodes
+    to the same values. A payload that orjson rejects (integers beyond 64 bits, keys that are
+    not strings) is serialised with `json` instead.
+    NOTE: orjson writes NaN and infinities as null where `json.dumps` writes NaN and Infinity.
+    """
+    try:
+        body = orjson.dumps(payload)
+    except orjson.JSONEncodeError:
+        return Response.json(status, payload, headers)
+    return Response(status, body, {"Content-Type": "application/json; charset=utf-8", **(headers or {})})
 
 
 def misp_error(status: int, message: str, url: str) -> Response:
@@ -256,12 +272,13 @@ class MispEmulator(MispInstance, EmulatorServer):
         if request.method in ("GET", "POST") and action == "restSearch" and controller in _SEARCHES:
             search = _SEARCHES[controller]
             accepts_json = "json" in request.headers.get("Accept", "")
+            # The payload shares lists with the store, so it is serialised before the lock is released.
             with self._lock:
                 result = search(self.search_context(), body, named, request.method, accepts_json)
-            return Response.json(200, result.payload, result.headers)
+                return json_response(200, result.payload, result.headers)
         if request.method in ("GET", "POST") and (controller, action) == ("events", "view"):
             with self._lock:
-                return Response.json(200, view_event(self.search_context(), arguments[0] if arguments else "", body, named))
+                return json_response(200, view_event(self.search_context(), arguments[0] if arguments else "", body, named))
         logger.warning("MISP emulator has no route for %s %s, so it responds 404", request.method, request.path)
         return misp_error(404, "Not Found", request.path)
 

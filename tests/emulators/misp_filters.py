@@ -101,6 +101,12 @@ class Filters:
         self.store = store
         self.now = now
         self.tag_names_case_sensitive = tag_names_case_sensitive
+        self.event_ids: set[int] | None = None
+        """The only events the Event-scope conditions can select, when a filter found them in an index, else None."""
+
+    def restrict_events(self, event_ids: set[int]) -> None:
+        """Narrow `event_ids` to these events. The conditions still decide which of them match."""
+        self.event_ids = set(event_ids) if self.event_ids is None else self.event_ids & event_ids
 
     # Tags (MispAttribute::set_filter_tags, L1096-1230)
 
@@ -294,12 +300,14 @@ class Filters:
         terms = convert_filters(params["uuid"])
         params["uuid"] = terms
         if not php_empty(terms.get("OR")):
-            requested_uuids = as_list(terms["OR"])
-            conditions.append(lambda row: _uuid_in(row.event.uuid, requested_uuids) or any(_uuid_in(a.uuid, requested_uuids) for a in row.event.attributes))
+            requested = _uuid_texts(as_list(terms["OR"]))
+            # The store's uuid indexes find the few matching events without a scan of every attribute.
+            self.restrict_events(self.store.event_ids_with_uuid(requested))
+            conditions.append(lambda row: row.event.uuid in requested or any(a.uuid in requested for a in row.event.attributes))
         if not php_empty(terms.get("NOT")):
-            excluded_uuids = as_list(terms["NOT"])
+            excluded = _uuid_texts(as_list(terms["NOT"]))
             # CakePHP reads 'NOT' => [a, b] as NOT (a AND b).
-            conditions.append(lambda row: not (_uuid_in(row.event.uuid, excluded_uuids) and any(_uuid_in(a.uuid, excluded_uuids) for a in row.event.attributes)))
+            conditions.append(lambda row: not (row.event.uuid in excluded and any(a.uuid in excluded for a in row.event.attributes)))
 
     def set_filter_published(self, params: dict[str, Any], conditions: list[Predicate], options: FilterOptions) -> None:
         value = params.get("published")
@@ -386,17 +394,17 @@ class Filters:
             return
         terms = convert_filters(params["uuid"])
         params["uuid"] = terms
-        requested_uuids = as_list(terms["OR"]) if not php_empty(terms.get("OR")) else []
-        if requested_uuids:
-            if any(_uuid_in(event.uuid, requested_uuids) for event in self.store.events.values()):
-                conditions.append(lambda row: _uuid_in(row.event.uuid, requested_uuids) or _uuid_in(row.attribute.uuid, requested_uuids))
+        requested = _uuid_texts(as_list(terms["OR"])) if not php_empty(terms.get("OR")) else frozenset()
+        if requested:
+            if any(self.store.has_event_uuid(text) for text in requested):
+                conditions.append(lambda row: row.event.uuid in requested or row.attribute.uuid in requested)
             else:
-                conditions.append(lambda row: _uuid_in(row.attribute.uuid, requested_uuids))
+                conditions.append(lambda row: row.attribute.uuid in requested)
         if not php_empty(terms.get("NOT")):
-            excluded_uuids = as_list(terms["NOT"])
+            excluded = _uuid_texts(as_list(terms["NOT"]))
             # MISP looks the event up by the OR uuids here, so without OR terms only the
             # event part is false and the NOT condition holds for every row.
-            conditions.append(lambda row: not (_uuid_in(row.event.uuid, requested_uuids) and _uuid_in(row.attribute.uuid, excluded_uuids)))
+            conditions.append(lambda row: not (row.event.uuid in requested and row.attribute.uuid in excluded))
 
 
 def _is_minus_one(value: Any) -> bool:
@@ -432,8 +440,12 @@ def _column_in(column: tuple[Callable[[Row], Any], str], values: list[Any]) -> P
     return lambda row: any(column_equals(kind, getter(row), value) for value in values)
 
 
-def _uuid_in(stored: str, values: list[Any]) -> bool:
-    return any(column_equals(TEXT_CASE_SENSITIVE, stored, value) for value in values)
+def _uuid_texts(values: list[Any]) -> frozenset[str]:
+    """Return the texts that a uuid column (utf8mb3_bin, never NULL) equals for these filter values.
+
+    A NULL filter value equals no row, so it is left out.
+    """
+    return frozenset(php_strval(value) for value in values if value is not None)
 
 
 def _compress_ipv6(text: str) -> str:

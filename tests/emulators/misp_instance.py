@@ -10,6 +10,7 @@ instance over HTTP.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from pathlib import Path
@@ -87,7 +88,8 @@ class MispInstance:
         with self._lock:
             event = self.store.event(event_uuid)
             options = {"deleted": [0, 1], "excludeLocalTags": 0, "includeAllTags": 1}
-            return fetch_event(self.search_context(), event, options)
+            # The rendered event shares its Galaxy lists with the store, so the caller gets a copy.
+            return copy.deepcopy(fetch_event(self.search_context(), event, options))
 
     def tag_id(self, name: str) -> int:
         """Return the local id of a tag, as a numeric restSearch tag filter expects it."""
@@ -121,7 +123,7 @@ class MispInstance:
             event = self.store.event(event_uuid)
             object_id = event.object(object_uuid).id if object_uuid else 0
             row = self.store.new_attribute(event, {**attribute, "timestamp": None}, self.now(), object_id)
-            event.attributes.append(row)
+            self.store.append_attributes(event, [row])
             self._touch_attribute(event, row)
             return row.uuid
 
@@ -134,7 +136,7 @@ class MispInstance:
             for row in rows:
                 row.timestamp = now
             event.objects.append(stored_object)
-            event.attributes.extend(rows)
+            self.store.append_attributes(event, rows)
             self._unpublish(event)
             return stored_object.uuid
 
@@ -152,8 +154,7 @@ class MispInstance:
         with self._lock:
             event = self.store.event(event_uuid)
             attribute = event.attribute(attribute_uuid)
-            event.attributes.remove(attribute)
-            self.store.release_attribute(attribute)
+            self.store.remove_attribute(event, attribute)
             self._unpublish(event)
 
     def soft_delete_object(self, event_uuid: str, object_uuid: str) -> None:

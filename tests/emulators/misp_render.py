@@ -3,11 +3,14 @@
 MISP 2.5 sends numbers as strings (`"timestamp": "1603642920"`, `"id": "12"`) because
 PDO returns them so, and tinyint(1) columns as JSON booleans because CakePHP casts them.
 Key order follows `JSONConverterTool::convert` and the field lists of `Event::fetchEvent`.
+
+The rendered dicts share the stored `Galaxy` lists instead of copying them, because the
+emulator serialises each response while it holds the instance's lock. A caller that hands a
+rendered event out for editing must copy it first, as `MispInstance.get_event` does.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from .misp_model import StoredAttribute, StoredEvent, StoredObject, StoredReport, Tag, TagLink
@@ -73,7 +76,7 @@ def render_event_attribute(store: MispStore, attribute: StoredAttribute, tag_lin
     rendered = attribute_fields(attribute)
     if warnings:
         rendered["warnings"] = warnings
-    rendered["Galaxy"] = copy.deepcopy(attribute.galaxies if galaxies is None else galaxies)
+    rendered["Galaxy"] = attribute.galaxies if galaxies is None else galaxies
     rendered["ShadowAttribute"] = []
     if tag_links:
         rendered["Tag"] = [render_tag(store.tags[link.tag_id], link) for link in tag_links]
@@ -201,7 +204,7 @@ def render_event(
         if include_shadow_attributes:
             rendered["ShadowAttribute"] = []
     rendered["RelatedEvent"] = []
-    rendered["Galaxy"] = copy.deepcopy(event.galaxies) if include_galaxies else []
+    rendered["Galaxy"] = event.galaxies if include_galaxies else []
     if objects is not None:
         rendered["Object"] = objects
     if reports is not None:
@@ -258,5 +261,5 @@ def render_search_attribute(
     if tags:
         rendered["Tag"] = tags
     if galaxies is not None:
-        rendered["Galaxy"] = copy.deepcopy(galaxies)
+        rendered["Galaxy"] = galaxies
     return rendered

@@ -166,11 +166,13 @@ def fetch_event(context: SearchContext, event: StoredEvent, options: dict[str, A
         # fetchEvent forces excludeLocalTags for sync users that are not site admins.
         exclude_local_tags = 1
     include_all_tags = not php_empty(options.get("includeAllTags"))
+    hide_local_tags = not php_empty(exclude_local_tags)
+    tags = store.tags
 
     def visible_links(links: list[TagLink]) -> list[TagLink]:
         return [
             link for link in links
-            if not (link.local and not php_empty(exclude_local_tags)) and (include_all_tags or store.tags[link.tag_id].exportable)
+            if not (link.local and hide_local_tags) and (include_all_tags or tags[link.tag_id].exportable)
         ]
 
     event_links = visible_links(event.tags)
@@ -193,15 +195,19 @@ def fetch_event(context: SearchContext, event: StoredEvent, options: dict[str, A
 
     def rendered(attribute: StoredAttribute) -> dict[str, Any]:
         galaxies = attribute.galaxies
-        if not php_empty(exclude_local_tags):
+        if hide_local_tags and galaxies:
             # MISP builds an attribute's galaxies from its tags after dropping the local ones.
             galaxies = without_local_clusters(galaxies)
         return render_event_attribute(store, attribute, links[attribute.id], warnings[attribute.id], galaxies)
 
-    attributes = [rendered(attribute) for attribute in rows if attribute.object_id == 0]
+    # The rows in id order, grouped by object id (0 for the attributes outside objects).
+    by_object: dict[int, list[StoredAttribute]] = {}
+    for attribute in rows:
+        by_object.setdefault(attribute.object_id, []).append(attribute)
+    attributes = [rendered(attribute) for attribute in by_object.get(0, ())]
     objects = []
     for stored_object in event.objects:
-        object_attributes = [rendered(attribute) for attribute in rows if attribute.object_id == stored_object.id]
+        object_attributes = [rendered(attribute) for attribute in by_object.get(stored_object.id, ())]
         # JSONConverterTool drops objects left without attributes (all filtered out or deleted).
         if deleted_visible(stored_object.deleted) and object_attributes:
             objects.append(render_object(stored_object, object_attributes))

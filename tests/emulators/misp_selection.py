@@ -81,7 +81,11 @@ def select_events(filters: Filters, params: dict[str, Any]) -> list[StoredEvent]
             if attribute_conditions:
                 conditions.append(_any_attribute_row(attribute_conditions))
 
-    return [event for event in filters.store.events_in_id_order() if all(condition(Row(event)) for condition in conditions)]
+    if filters.event_ids is None:
+        candidates = filters.store.events_in_id_order()
+    else:
+        candidates = [filters.store.events[event_id] for event_id in sorted(filters.event_ids)]
+    return [event for event in candidates if all(condition(Row(event)) for condition in conditions)]
 
 
 def _any_attribute_row(conditions: list[Predicate]) -> Predicate:

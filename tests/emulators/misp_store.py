@@ -3,7 +3,10 @@
 Events are stored as the rows of `misp_model`, with Python types and local numeric ids in
 the shape of MISP's tables. `misp_render` turns the rows back into MISP's wire JSON.
 
-The store is not thread-safe; `MispInstance` holds a lock around every use.
+The store is not thread-safe; `MispInstance` holds a lock around every use. It keeps two
+indexes for restSearch, built on first use: the event ids in id order, and the events of each
+attribute uuid. Code that adds or removes events or attribute rows must go through the store's
+methods (`add_event`, `delete_event`, `append_attributes`, `remove_attribute`), which drop them.
 """
 
 from __future__ import annotations
@@ -73,6 +76,11 @@ class MispStore:
         self._report_ids = _IdAllocator()
         self._tag_ids = _IdAllocator()
         self._organisation_ids = _IdAllocator()
+        self._sorted_event_ids: list[int] | None = None
+        # Attribute uuid -> id of the event with that attribute row. A uuid found in several
+        # events (files may repeat one) maps to the first, and `_other_event_ids` has the rest.
+        self._event_id_by_attribute_uuid: dict[str, int] | None = None
+        self._other_event_ids: dict[str, set[int]] = {}
         self.own_org = self.organisation_for({"name": own_org_name, "uuid": own_org_uuid, "local": True})
 
     # Registries
@@ -142,7 +150,45 @@ class MispStore:
     # Events
 
     def events_in_id_order(self) -> list[StoredEvent]:
-        return [self.events[event_id] for event_id in sorted(self.events)]
+        if self._sorted_event_ids is None:
+            self._sorted_event_ids = sorted(self.events)
+        return [self.events[event_id] for event_id in self._sorted_event_ids]
+
+    def has_event_uuid(self, text: str) -> bool:
+        """Return whether an event's uuid is exactly `text` (stored uuids are lower case)."""
+        return text in self._event_ids_by_uuid
+
+    def event_ids_with_uuid(self, texts: set[str]) -> set[int]:
+        """Return the ids of the events whose uuid, or the uuid of one of whose attribute rows, is exactly one of `texts`."""
+        if self._event_id_by_attribute_uuid is None:
+            self._index_attribute_uuids()
+        found = set()
+        for text in texts:
+            for index in (self._event_ids_by_uuid, self._event_id_by_attribute_uuid):
+                event_id = index.get(text)
+                if event_id is not None:
+                    found.add(event_id)
+            found.update(self._other_event_ids.get(text, ()))
+        return found
+
+    def _index_attribute_uuids(self) -> None:
+        index: dict[str, int] = {}
+        others: dict[str, set[int]] = {}
+        for event in self.events.values():
+            for attribute in event.attributes:
+                first = index.setdefault(attribute.uuid, event.id)
+                if first != event.id:
+                    others.setdefault(attribute.uuid, set()).add(event.id)
+        self._event_id_by_attribute_uuid = index
+        self._other_event_ids = others
+
+    def _drop_attribute_index(self) -> None:
+        self._event_id_by_attribute_uuid = None
+        self._other_event_ids = {}
+
+    def _drop_indexes(self) -> None:
+        self._sorted_event_ids = None
+        self._drop_attribute_index()
 
     def event(self, event_uuid: str) -> StoredEvent:
         event_id = self._event_ids_by_uuid.get(str(event_uuid).lower())
@@ -171,6 +217,7 @@ class MispStore:
         event = self._event_from_json(event_data, event_uuid, now, existing_id)
         self.events[event.id] = event
         self._event_ids_by_uuid[event.uuid] = event.id
+        self._drop_indexes()
         return event
 
     def delete_event(self, event_uuid: str) -> None:
@@ -185,6 +232,7 @@ class MispStore:
         self._event_ids.release(event.id)
         del self.events[event.id]
         del self._event_ids_by_uuid[event.uuid]
+        self._drop_indexes()
 
     def load_directory(self, directory: str | Path, now: int) -> int:
         """Load every `*.json` file of a directory, sorted by name, and return the number of events stored.
@@ -249,7 +297,7 @@ class MispStore:
             disable_correlation=_to_bool(data.get("disable_correlation"), False),
             first_seen=data.get("first_seen") or None,
             last_seen=data.get("last_seen") or None,
-            galaxies=copy.deepcopy(data.get("Galaxy") or []),
+            galaxies=_copied_list(data.get("Galaxy")),
         )
         attribute.tags = self._tag_links(data.get("Tag"))
         return attribute
@@ -311,7 +359,7 @@ class MispStore:
             protected=None if data.get("protected") is None else _to_bool(data.get("protected"), False),
             org_id=owner.id,
             orgc_id=creator.id,
-            galaxies=copy.deepcopy(data.get("Galaxy") or []),
+            galaxies=_copied_list(data.get("Galaxy")),
         )
         if reuse_id is not None:
             self._event_ids.claim(reuse_id)
@@ -338,8 +386,16 @@ class MispStore:
             deleted=_to_bool(data.get("deleted"), False),
         )
 
-    def release_attribute(self, attribute: StoredAttribute) -> None:
+    def append_attributes(self, event: StoredEvent, rows: list[StoredAttribute]) -> None:
+        """Add attribute rows built by `new_attribute` or `new_object` to `event`."""
+        event.attributes.extend(rows)
+        self._drop_attribute_index()
+
+    def remove_attribute(self, event: StoredEvent, attribute: StoredAttribute) -> None:
+        """Remove an attribute row from `event` and free its id."""
+        event.attributes.remove(attribute)
         self._attribute_ids.release(attribute.id)
+        self._drop_attribute_index()
 
 
 def events_in_document(content: Any) -> list[dict[str, Any]]:
@@ -376,6 +432,11 @@ def _reference_from_json(data: dict[str, Any], stored_object: StoredObject, time
         "comment": str(data.get("comment") or ""),
         "deleted": _to_bool(data.get("deleted"), False),
     }
+
+
+def _copied_list(value: Any) -> list[Any]:
+    """Return a deep copy of a JSON list, or a new empty list for a missing or empty one."""
+    return copy.deepcopy(value) if value else []
 
 
 def _to_int(value: Any, default: int) -> int:
