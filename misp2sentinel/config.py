@@ -333,6 +333,7 @@ class Workspace(Model):
 class SentinelSettings(Model):
     batch_size: Annotated[int, Field(ge=1, le=100)] = 100
     requests_per_minute: Annotated[int, Field(ge=1, le=100)] = 100
+    parallel_requests: Annotated[int, Field(ge=1, le=8, strict=True)] = 2
     timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     max_attempts: Annotated[int, Field(ge=1)] = 6
     backoff_base_seconds: Annotated[float, Field(ge=0)] = 2.0

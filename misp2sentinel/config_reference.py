@@ -94,6 +94,7 @@ MEANINGS: dict[str, str] = {
     "sentinel": "upload behaviour shared by all workspaces",
     "sentinel.batch_size": "objects per upload request; Sentinel accepts at most 100",
     "sentinel.requests_per_minute": "upload requests per minute per identity; Sentinel's documented limit is 100",
+    "sentinel.parallel_requests": "upload requests each workspace keeps in flight at once, within requests_per_minute; more than one hides the response time",
     "sentinel.timeout_seconds": "timeout of one HTTP request to Sentinel or the identity provider, in seconds",
     "sentinel.max_attempts": "attempts per batch, for 429, 5xx and connection errors",
     "sentinel.backoff_base_seconds": "first retry delay, in seconds, doubled on each attempt, with jitter",

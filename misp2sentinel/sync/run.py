@@ -284,10 +284,11 @@ def _one_event(source, config: Config, report: RunReport, reference: str) -> Ite
 
 
 def _uploaders(config: Config, workspaces: Iterable[Workspace], clock: Clock) -> dict:
-    """Build one client per workspace; workspaces that share an identity share its token and limiter.
+    """Build the uploaders of each workspace; workspaces that share an identity share its token and limiter.
 
-    Each client paces its requests through its own `LimiterUser` of the shared limiter, so that
-    workspaces uploading from separate threads together stay under the identity's allowance.
+    A workspace gets `sentinel.parallel_requests` clients, one per sender thread. Each paces its
+    requests through its own `LimiterUser` of the shared limiter, so that all the threads of the
+    workspaces of one identity together stay under its allowance.
     """
     from misp2sentinel.sentinel.auth import TokenProviders, identity_key, make_session
     from misp2sentinel.sentinel.client import SentinelClient
@@ -295,18 +296,21 @@ def _uploaders(config: Config, workspaces: Iterable[Workspace], clock: Clock) ->
 
     providers = TokenProviders(timeout_seconds=config.sentinel.timeout_seconds)
     limiters: dict[tuple, RateLimiter] = {}
-    clients = {}
+    pools = {}
     for workspace in workspaces:
         limiter = limiters.get(identity_key(workspace))
         if limiter is None:
             limiter = limiters[identity_key(workspace)] = RateLimiter(config.sentinel.requests_per_minute, clock)
-        session = make_session(workspace.ca_bundle, workspace.verify_tls)
-        user = limiter.user()
-        client = SentinelClient(
-            workspace, config.sentinel, session, providers.provider_for(workspace), user, clock, api=workspace.api
-        )
-        clients[workspace.name] = _PacedUploader(client, user)
-    return clients
+        uploaders = []
+        for _ in range(config.sentinel.parallel_requests):
+            session = make_session(workspace.ca_bundle, workspace.verify_tls)
+            user = limiter.user()
+            client = SentinelClient(
+                workspace, config.sentinel, session, providers.provider_for(workspace), user, clock, api=workspace.api
+            )
+            uploaders.append(_PacedUploader(client, user))
+        pools[workspace.name] = _UploaderPool(uploaders)
+    return pools
 
 
 class _PacedUploader:
@@ -321,3 +325,12 @@ class _PacedUploader:
             return self.client.upload(objects)
         finally:
             self._user.release()
+
+
+class _UploaderPool:
+    """The uploaders of one workspace: `uploads` for the sender's threads, `upload` for a caller
+    that sends on its own thread."""
+
+    def __init__(self, uploaders: list[_PacedUploader]) -> None:
+        self.uploads = [uploader.upload for uploader in uploaders]
+        self.upload = self.uploads[0]

@@ -15,13 +15,15 @@ import logging
 import queue
 import threading
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Callable, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
-# Batches per workspace that are queued or in flight at once: one is uploaded while the next
-# waits, and memory stays at two batches however fast events are mapped.
+# Batches per workspace that are queued or in flight at once, at least: one is uploaded while the
+# next waits. A sender with several threads keeps one more than it has threads. Memory thus stays
+# at a few batches however fast events are mapped.
 MAX_PENDING_BATCHES = 2
 
 Payload = TypeVar("Payload")
@@ -50,49 +52,58 @@ class SenderGroup:
             self.collect()
             if condition():
                 return
-            # A sender starts a batch only after the one before it was recorded, so only the
-            # oldest batch of each sender can finish next. Without a timeout a signal still runs
-            # its handler during the wait.
+            # Batches are recorded oldest first, so the oldest batch of each sender is the one
+            # whose end lets recording go on. Without a timeout a signal still runs its handler
+            # during the wait.
             oldest = [sender.oldest() for sender in self.senders if sender.pending]
             wait(oldest, return_when=FIRST_COMPLETED)
 
 
 class BatchSender(Generic[Payload]):
-    """A background thread that uploads one workspace's batches one after another.
+    """Background threads that upload one workspace's batches, one thread per upload function.
 
-    `submit` queues a batch with a payload. Each finished upload is passed with its payload to
-    `record`, on the main thread and oldest first, when the main thread calls `collect`, waits for
-    room or drains the sender. The thread starts a batch only after `record` has returned for the
-    previous one. So at most one batch at a time can be stored by Sentinel and not yet recorded in
-    the state, and that is the batch a crash would send again. No batch starts once `stop` is set,
-    the sender is closed, or an upload raised. A batch that has not started then ends as
-    cancelled, so its outcome is never recorded and the next run plans it again.
+    `submit` queues a batch with a payload. The threads take batches in the order they were
+    submitted, so with several upload functions as many requests are in flight at once, which
+    hides the response time when the rate limit allows more requests than one connection can send
+    one after another. Each finished upload is passed with its payload to `record`, on the main
+    thread and oldest first, when the main thread calls `collect`, waits for room or drains the
+    sender. A thread starts a batch only while fewer batches than there are threads are uploaded
+    and not yet recorded. So at most that many batches can be stored by Sentinel and not yet
+    recorded in the state, and those are the batches a crash would send again, under the same
+    ids. No batch starts once `stop` is set, the sender is closed, or an upload raised. A batch
+    that has not started then ends as cancelled, so its outcome is never recorded and the next
+    run plans it again.
 
     The future passed to `record` is cancelled (the batch never started), contains the upload's
     exception, or contains one result per object. When `record` raises, no further batch starts.
 
-    Every method is for the main thread; only `_work` runs on the sender's thread.
+    Every method is for the main thread; only `_work` runs on the sender's threads.
     """
 
-    def __init__(self, name: str, upload: Callable[[list[dict]], list], record: Callable[[Payload, Future], None], *,
-                 stop: threading.Event | None = None, group: SenderGroup | None = None,
-                 max_pending: int = MAX_PENDING_BATCHES) -> None:
+    def __init__(self, name: str, upload: Callable[[list[dict]], list] | Sequence[Callable[[list[dict]], list]],
+                 record: Callable[[Payload, Future], None], *, stop: threading.Event | None = None,
+                 group: SenderGroup | None = None, max_pending: int | None = None) -> None:
+        self._uploads = list(upload) if isinstance(upload, Sequence) else [upload]
+        if not self._uploads:
+            raise ValueError("a sender needs at least one upload function")
+        if max_pending is None:
+            # One batch waiting besides those in flight, so a thread never waits for the main thread to queue.
+            max_pending = max(MAX_PENDING_BATCHES, len(self._uploads) + 1)
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, got {max_pending}")
         self.name = name
         self.max_pending = max_pending
-        self._upload = upload
         self._record = record
         self._stop = stop
         self._group = group or SenderGroup()
         self._group.senders.append(self)
         self._jobs: queue.SimpleQueue[tuple[Future, list[dict]] | None] = queue.SimpleQueue()
         self._pending: deque[tuple[Payload, Future]] = deque()
-        # Taken by the thread before an upload and given back once the main thread has recorded it.
-        self._may_start = threading.Semaphore(1)
+        # Taken by a thread before an upload and given back once the main thread has recorded it.
+        self._may_start = threading.Semaphore(len(self._uploads))
         self._halted = threading.Event()
         self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     @property
     def pending(self) -> int:
@@ -104,11 +115,13 @@ class BatchSender(Generic[Payload]):
         if self._closed.is_set():
             raise RuntimeError(f"bug: batch submitted to the closed sender of workspace {self.name}")
         self._group.wait_until(lambda: len(self._pending) < self.max_pending)
-        if self._thread is None:
-            # Daemon, so that a second signal, which interrupts the main thread, ends the process
-            # without waiting for the request in flight.
-            self._thread = threading.Thread(target=self._work, name=f"upload-{self.name}", daemon=True)
-            self._thread.start()
+        if not self._threads:
+            # Daemons, so that a second signal, which interrupts the main thread, ends the process
+            # without waiting for the requests in flight.
+            for number, upload in enumerate(self._uploads, start=1):
+                thread = threading.Thread(target=self._work, args=(upload,), name=f"upload-{self.name}-{number}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
         future: Future = Future()
         self._pending.append((payload, future))
         self._jobs.put((future, objects))
@@ -141,25 +154,29 @@ class BatchSender(Generic[Payload]):
             return
         self._closed.set()
         self.cancel_queued()
-        if self._thread is not None:
+        for _ in self._threads:
             self._jobs.put(None)
-            # Wakes the thread if it waits for a batch that will not be recorded.
+            # Wakes a thread that waits for a permit which a batch that will not be recorded holds.
             self._may_start.release()
 
-    def _work(self) -> None:
+    def _work(self, upload: Callable[[list[dict]], list]) -> None:
         while True:
+            # The permit comes before the batch, so batches start in the order they were submitted:
+            # a later batch that took the last permit would keep the oldest from starting, and the
+            # main thread, which records oldest first, would wait for it forever.
+            self._may_start.acquire()
             job = self._jobs.get()
             if job is None:
+                self._may_start.release()
                 return
             future, objects = job
-            self._may_start.acquire()
             if self._halted.is_set() or self._closed.is_set() or (self._stop is not None and self._stop.is_set()):
                 future.cancel()
             if not future.set_running_or_notify_cancel():
                 self._may_start.release()
                 continue
             try:
-                results = self._upload(objects)
+                results = upload(objects)
             except BaseException as error:
                 # Every later batch is cancelled: after a WorkspaceError the workspace takes no
                 # uploads in this run, and any other error ends the run when the main thread records it.

@@ -79,7 +79,8 @@ class WorkspaceRun:
         workspaces, whose finished uploads are recorded during such a wait too.
         """
         if self.uploader is not None and self.sender is None:
-            self.sender = BatchSender(self.name, self.uploader.upload, self._record_finished, stop=self.stop, group=group)
+            uploads = getattr(self.uploader, "uploads", None) or self.uploader.upload
+            self.sender = BatchSender(self.name, uploads, self._record_finished, stop=self.stop, group=group)
 
     # Planning
 
