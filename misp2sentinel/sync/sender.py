@@ -1,7 +1,7 @@
-"""Uploading each workspace's batches from a background thread.
+"""Uploading each workspace's batches from background threads.
 
-The main thread maps events and plans batches while every workspace's batches go out on that
-workspace's own thread, in the order they were planned. Workspaces with different identities
+The main thread maps events and plans batches while every workspace's batches go out on threads
+of that workspace, started in the order they were planned. Workspaces with different identities
 thus upload at the same time. Workspaces that share an identity share its rate limiter, which
 keeps them together under one allowance.
 
@@ -34,8 +34,8 @@ class SenderGroup:
 
     While the main thread waits for one sender, it records the finished uploads of every sender
     in the group, so the other workspaces' threads keep uploading meanwhile. The main thread
-    still plans the next event only once the slow workspace has room, so over a run every
-    workspace advances at the pace of the slowest; a workspace that fails is dropped instead.
+    still plans the next event only once the slow workspace has room. Over a run every workspace
+    thus advances at the pace of the slowest, unless that one fails and is dropped.
     """
 
     def __init__(self) -> None:
@@ -63,9 +63,9 @@ class BatchSender(Generic[Payload]):
     """Background threads that upload one workspace's batches, one thread per upload function.
 
     `submit` queues a batch with a payload. The threads take batches in the order they were
-    submitted, so with several upload functions as many requests are in flight at once, which
-    hides the response time when the rate limit allows more requests than one connection can send
-    one after another. Each finished upload is passed with its payload to `record`, on the main
+    submitted, so with several upload functions as many requests are in flight at once. That hides
+    the response time when the rate limit allows more requests than one connection can send one
+    after another. Each finished upload is passed with its payload to `record`, on the main
     thread and oldest first, when the main thread calls `collect`, waits for room or drains the
     sender. A thread starts a batch only while fewer batches than there are threads are uploaded
     and not yet recorded. So at most that many batches can be stored by Sentinel and not yet
@@ -87,7 +87,7 @@ class BatchSender(Generic[Payload]):
         if not self._uploads:
             raise ValueError("a sender needs at least one upload function")
         if max_pending is None:
-            # One batch waiting besides those in flight, so a thread never waits for the main thread to queue.
+            # One batch waits besides those in flight, so a thread that finishes usually finds the next one queued.
             max_pending = max(MAX_PENDING_BATCHES, len(self._uploads) + 1)
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, got {max_pending}")
@@ -161,9 +161,9 @@ class BatchSender(Generic[Payload]):
 
     def _work(self, upload: Callable[[list[dict]], list]) -> None:
         while True:
-            # The permit comes before the batch, so batches start in the order they were submitted:
-            # a later batch that took the last permit would keep the oldest from starting, and the
-            # main thread, which records oldest first, would wait for it forever.
+            # The permit comes before the batch, so batches start in the order they were submitted.
+            # Otherwise a later batch could take the last permit and keep the oldest from starting,
+            # and the main thread, which records oldest first, would wait for it forever.
             self._may_start.acquire()
             job = self._jobs.get()
             if job is None:
