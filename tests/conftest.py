@@ -33,6 +33,15 @@ NOW_TEXT = "2026-01-31T12:00:00Z"
 ID_NAMESPACE = uuid.UUID("bab431ea-3d5a-5dee-a9dc-281372b9912f")
 
 EVENT_UUID = "5a1e2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b"
+# A MISP `Galaxy` entry with one ATT&CK technique cluster, as MISP attaches it to an event or attribute.
+PHISHING_GALAXY = {
+    "uuid": "c4e851fa-775f-11e7-8163-b774922098cd", "name": "Attack Pattern", "type": "mitre-attack-pattern",
+    "GalaxyCluster": [{
+        "uuid": "a93494bb-4b80-4ea1-8695-3236a49916fd", "type": "mitre-attack-pattern",
+        "value": "Phishing - T1566", "tag_name": 'misp-galaxy:mitre-attack-pattern="Phishing - T1566"',
+        "meta": {"external_id": ["T1566"], "kill_chain": ["mitre-attack:initial-access"]},
+    }],
+}
 ORG_UUID = "55f6ea5e-2c60-40e5-964f-47a8950d210f"
 ORG_NAME = "CIRCL"
 EVENT_TIMESTAMP = 1764547200  # 2025-12-01T00:00:00Z

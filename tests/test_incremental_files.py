@@ -18,7 +18,7 @@ from misp2sentinel.pipeline import select_records
 from misp2sentinel.report import RunReport
 from misp2sentinel.sources import files, incremental
 from misp2sentinel.sources.files import read_sources
-from tests.conftest import CORPUS, NOW, REPO_ROOT, misp_attribute, misp_event, misp_object, new_uuid
+from tests.conftest import CORPUS, NOW, PHISHING_GALAXY, REPO_ROOT, misp_attribute, misp_event, misp_object, new_uuid
 from tests.test_hostile_input import DOCUMENTS, EVENTS
 
 EXAMPLE_FEED = REPO_ROOT / "examples" / "feed"
@@ -27,14 +27,6 @@ WHOLE = 1 << 40
 # Smaller than any test file, so every file of the single-event shape is read incrementally.
 INCREMENTAL = 0
 
-ATTACK_GALAXY = {
-    "uuid": "c4e851fa-775f-11e7-8163-b774922098cd", "name": "Attack Pattern", "type": "mitre-attack-pattern",
-    "GalaxyCluster": [{
-        "uuid": "a93494bb-4b80-4ea1-8695-3236a49916fd", "type": "mitre-attack-pattern",
-        "value": "Phishing - T1566", "tag_name": 'misp-galaxy:mitre-attack-pattern="Phishing - T1566"',
-        "meta": {"external_id": ["T1566"], "kill_chain": ["mitre-attack:initial-access"]},
-    }],
-}
 ACTOR_GALAXY = {
     "uuid": "698774c7-8022-42c4-917f-8d6e4f06ada3", "name": "Threat Actor", "type": "threat-actor",
     "GalaxyCluster": [{"uuid": "8a4e4a3d-2a5a-4f4d-9d8e-3f7a1c2b3d4e", "type": "threat-actor", "value": "Sofacy",
@@ -128,7 +120,7 @@ def rich_event(size: int) -> dict:
     objects[-1]["Attribute"] = {"0": objects[-1]["Attribute"][0]}
 
     event = misp_event(*attributes, objects=tuple(objects), tags=("tlp:green", "type:OSINT"),
-                       Galaxy=[ATTACK_GALAXY], distribution="3")
+                       Galaxy=[PHISHING_GALAXY], distribution="3")
     event["EventTag"] = [{"Tag": {"name": 'misp-galaxy:mitre-attack-pattern="Phishing - T1566"'}}]
     return misp_order(event)
 

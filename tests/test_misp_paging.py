@@ -22,6 +22,7 @@ from misp2sentinel.pipeline import map_records
 from misp2sentinel.report import RunReport
 from misp2sentinel.sources.misp import MispSource
 from misp2sentinel.state import StateStore
+from tests.conftest import PHISHING_GALAXY
 from tests.emulators.clock import FakeClock
 from tests.emulators.misp import DEFAULT_API_KEY, MispEmulator
 from tests.emulators.misp_model import Warninglist
@@ -39,14 +40,6 @@ ALPHA_DELETED_URL = "a1a1a1a1-0000-4000-8000-0000000000a3"
 LARGE = "1a7e0000-0000-4000-8000-000000000001"
 WARNED_IP = "192.0.2.53"
 NOW = datetime(2023, 11, 20, tzinfo=timezone.utc)
-ATTACK_PATTERN = {
-    "uuid": "c8a3b2a1-0000-4000-8000-0000000000f1", "name": "Attack Pattern", "type": "mitre-attack-pattern",
-    "GalaxyCluster": [{
-        "uuid": "c8a3b2a1-0000-4000-8000-0000000000f2", "type": "mitre-attack-pattern",
-        "value": "Phishing - T1566", "tag_name": 'misp-galaxy:mitre-attack-pattern="Phishing - T1566"',
-        "meta": {"external_id": ["T1566"], "kill_chain": ["mitre-attack:initial-access"]},
-    }],
-}
 
 
 def large_event(attributes: int = 40, objects: int = 4) -> dict:
@@ -63,7 +56,7 @@ def large_event(attributes: int = 40, objects: int = 4) -> dict:
         if index % 9 == 4:
             row["Tag"] = [{"name": "tlp:amber"}, {"name": "internal:triage", "local": True}]
         if index % 13 == 6:
-            row["Galaxy"] = [copy.deepcopy(ATTACK_PATTERN)]
+            row["Galaxy"] = [copy.deepcopy(PHISHING_GALAXY)]
         rows.append(row)
     rows.append({"uuid": str(uuid_module.UUID(int=9000)), "type": "ip-dst", "category": "Network activity",
                  "value": WARNED_IP, "to_ids": True, "timestamp": "1700000500"})
@@ -85,7 +78,7 @@ def large_event(attributes: int = 40, objects: int = 4) -> dict:
         "publish_timestamp": "1700000700", "published": True, "distribution": "1",
         "Orgc": {"name": "CIRCL", "uuid": "55f6ea5e-2c60-40e5-964f-47a8950d210f"},
         "Tag": [{"name": "tlp:green"}, {"name": "sentinel:export"}, {"name": "review:pending", "local": True}],
-        "Galaxy": [copy.deepcopy(ATTACK_PATTERN)],
+        "Galaxy": [copy.deepcopy(PHISHING_GALAXY)],
         "Attribute": rows,
         "Object": object_list,
     }}
@@ -175,7 +168,7 @@ def test_paged_local_tags_follow_whole(site_admin):
     with MispEmulator(FIXTURES, clock=clock, site_admin=site_admin) as misp:
         misp.add_event(large_event())
         attribute = str(uuid_module.UUID(int=5))
-        galaxy = copy.deepcopy(ATTACK_PATTERN)
+        galaxy = copy.deepcopy(PHISHING_GALAXY)
         galaxy["GalaxyCluster"][0]["local"] = True
         misp.store.event(LARGE).attribute(attribute).galaxies = [galaxy]
 
