@@ -226,8 +226,9 @@ def export(config_path: Path | None, workspace: str | None, sources: tuple[Path,
 @click.option("-n", "--dry-run", is_flag=True, help="Send nothing and change nothing; report what would be sent.")
 @click.option("-o", "--output", help="With --dry-run: write the objects that would be sent as a bundle (- for stdout).")
 @click.option("--max-duration", type=click.IntRange(min=1), metavar="SECONDS",
-              help="Stop after this many seconds, once the current batch is recorded, so a long first load "
-              "does not run into the next scheduled run; the next run goes on from there.")
+              help="Stop planning events after this many seconds, so a long first load does not run into the "
+              "next scheduled run; the next run goes on from there. The limit is checked after each event, and "
+              "batches already started still finish, which can take a rate-limit window more.")
 @click.option("--full", is_flag=True,
               help="Re-evaluate every event of the selection, ignoring the cursor, and send only what changed; "
               "use it after changing mapping settings or upgrading. With --dry-run it estimates the cost first.")

@@ -241,7 +241,8 @@ def send_sigterm_to_sync() -> None:
 
 def test_signal_starts_no_new_batch(make_stack, events):
     stack = make_stack(events)
-    write_config(stack, sentinel={"batch_size": 5})
+    # One request at a time, so that the counts below are exact.
+    write_config(stack, sentinel={"batch_size": 5, "parallel_requests": 1})
     # SIGTERM arrives while the second batch is in flight, with the next batches queued behind it.
     stack.sentinel.inject_sequence([None, send_sigterm_to_sync])
 
@@ -258,6 +259,30 @@ def test_signal_starts_no_new_batch(make_stack, events):
 
     assert resumed.exit_code == 0, resumed.summary()
     assert resumed.outcomes["created"] == 31
+    assert set(stack.upload_counts().values()) == {1}
+    assert state_disagreements(stack, "soc") == []
+
+
+def test_late_signal_keeps_cursor(make_stack, events):
+    stack = make_stack(events)
+    # No look-back, so an event that the cursor passed is never fetched again.
+    write_config(stack, sentinel={"batch_size": 5, "parallel_requests": 1}, misp={"overlap_seconds": 0})
+    # SIGTERM arrives with the sixth request of nine, once every event was planned and the last
+    # batches wait in the queue.
+    stack.sentinel.inject_sequence([None] * 5 + [send_sigterm_to_sync])
+
+    with pytest.raises(Interrupted) as stopped:
+        stack.sync()
+
+    assert "stopped by a signal" in str(stopped.value)
+    assert len(stack.holdings()) < 41
+    assert state_disagreements(stack, "soc") == []
+
+    stack.source.advance(60)
+    resumed = stack.sync()
+
+    assert resumed.exit_code == 0, resumed.summary()
+    assert len(stack.holdings()) == 41
     assert set(stack.upload_counts().values()) == {1}
     assert state_disagreements(stack, "soc") == []
 

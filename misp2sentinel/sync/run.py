@@ -237,6 +237,12 @@ def _run_workspaces(config: Config, clock: Clock, store: StateStore, report: Run
             run.finish(None, selections[run.name], None, pending[run.name])
         else:
             run.finish(source.name, selections[run.name], plan.listed_until, pending[run.name], plan.swept_at)
+    if any(run.dropped for run in runs):
+        # A signal after the last event still stops batches from starting.
+        raise Interrupted(
+            "stopped by a signal before the run was complete; what was sent is recorded",
+            hint="the next run goes on from the same cursor",
+        )
     if options.dry_run:
         _estimate(config, report)
 

@@ -56,6 +56,8 @@ class WorkspaceRun:
         self.batch: list[Action] = []
         self.revocations: list[Action] = []
         self.failed: str | None = None
+        # Set when a stop left a planned batch unsent: the run's evaluation is then not recorded.
+        self.dropped = False
         self.processed: set[str] = set()
         self.failed_events: set[str] = set()
         # Events whose fetch failed: they are neither processed nor evidence of anything.
@@ -152,7 +154,10 @@ class WorkspaceRun:
             return
         if self.sender is not None:
             self.sender.collect()
-            if self.failed or self._stopped():
+            if self.failed:
+                return
+            if self._stopped():
+                self.dropped = True
                 return
             self.sender.submit([action.stix for action in batch], batch)
             return
@@ -180,6 +185,9 @@ class WorkspaceRun:
         """Record one upload of the background sender, called on the main thread."""
         if future.cancelled():
             # Never sent: the state keeps the previous content, so the next run plans it again.
+            # Batches cancelled after the workspace failed are accounted for by that failure.
+            if not self.failed:
+                self.dropped = True
             return
         error = future.exception()
         if isinstance(error, WorkspaceError):
@@ -271,6 +279,11 @@ class WorkspaceRun:
         self.send_revocations()
         self.drain()
         self.close()
+        if self.dropped:
+            # A stop cancelled planned batches: as after `abandon`, the cursor stays and the events
+            # evaluated in this run are planned again next run, which then sends what was left.
+            self.abandon()
+            source_name = listed_until = None
         if self.failed or self.uploader is None:
             return
         store = self.store
