@@ -98,7 +98,7 @@ class Selection(Model):
     tags: TagFilter = Field(default_factory=TagFilter)
     orgs: list[str] = Field(default_factory=list)
     types: list[str] = Field(default_factory=list)
-    distribution: list[Annotated[int, Field(ge=0, le=4)]] = Field(default_factory=list)
+    distribution: list[Annotated[int, Field(ge=0, le=4, strict=True)]] = Field(default_factory=list)
     sharing_groups: list[str] | None = None
     max_tlp: TlpName | None = None
 
@@ -154,8 +154,8 @@ class SanityFilter(Model):
     """The mapper's local filter for values that match everyone or nothing; each check has a switch."""
 
     non_public_addresses: bool = True
-    ipv4_min_prefix: Annotated[int, Field(ge=0, le=32)] = 16
-    ipv6_min_prefix: Annotated[int, Field(ge=0, le=128)] = 32
+    ipv4_min_prefix: Annotated[int, Field(ge=0, le=32, strict=True)] = 16
+    ipv6_min_prefix: Annotated[int, Field(ge=0, le=128, strict=True)] = 32
     empty_content_hashes: bool = True
 
 
@@ -163,7 +163,7 @@ class MappingSettings(Model):
     default_tlp: TlpName = "amber"
     max_tlp: TlpName = "amber"
     tlp_version: Literal[1, 2] = 1
-    default_confidence: Annotated[int, Field(ge=0, le=100)] = 50
+    default_confidence: Annotated[int, Field(ge=0, le=100, strict=True)] = 50
     use_decay_score: bool = False
     default_indicator_type: IndicatorType = "malicious-activity"
     pattern_style: Literal["simple", "combined"] = "simple"
@@ -189,14 +189,14 @@ class MispServer(Model):
     ca_bundle: Path | None = None
     https_proxy: SecretStr | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
-    max_attempts: Annotated[int, Field(ge=1)] = 4
+    max_attempts: Annotated[int, Field(ge=1, strict=True)] = 4
     retry_seconds: Annotated[float, Field(ge=0)] = 5.0
     filter: GlobalFilter = Field(default_factory=GlobalFilter)
     published_only: bool = True
-    lookback_days: Annotated[int, Field(ge=1)] = 30
-    overlap_seconds: Annotated[int, Field(ge=0)] = 300
-    fetch_chunk_size: Annotated[int, Field(ge=1, le=1000)] = 20
-    list_page_size: Annotated[int, Field(ge=1)] = 1000
+    lookback_days: Annotated[int, Field(ge=1, strict=True)] = 30
+    overlap_seconds: Annotated[int, Field(ge=0, strict=True)] = 300
+    fetch_chunk_size: Annotated[int, Field(ge=1, le=1000, strict=True)] = 20
+    list_page_size: Annotated[int, Field(ge=1, strict=True)] = 1000
     large_event_attributes: Annotated[int, Field(ge=0, le=10_000_000, strict=True)] = 10000
     attribute_page_size: Annotated[int, Field(ge=1, le=100_000, strict=True)] = 5000
 
@@ -331,11 +331,11 @@ class Workspace(Model):
 
 
 class SentinelSettings(Model):
-    batch_size: Annotated[int, Field(ge=1, le=100)] = 100
-    requests_per_minute: Annotated[int, Field(ge=1, le=100)] = 100
+    batch_size: Annotated[int, Field(ge=1, le=100, strict=True)] = 100
+    requests_per_minute: Annotated[int, Field(ge=1, le=100, strict=True)] = 100
     parallel_requests: Annotated[int, Field(ge=1, le=8, strict=True)] = 2
     timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
-    max_attempts: Annotated[int, Field(ge=1)] = 6
+    max_attempts: Annotated[int, Field(ge=1, strict=True)] = 6
     backoff_base_seconds: Annotated[float, Field(ge=0)] = 2.0
     backoff_max_seconds: Annotated[float, Field(ge=0)] = 120.0
     max_retry_seconds: Annotated[float, Field(gt=0)] = 900.0
@@ -348,7 +348,7 @@ class LifecycleSettings(Model):
     refresh_share: Annotated[float, Field(ge=0, le=1)] = 0.1
     sweep_interval_hours: Annotated[float, Field(ge=0)] = 0.0
     guard_share: Annotated[float, Field(ge=0, le=1)] = 0.10
-    guard_min: Annotated[int, Field(ge=0)] = 20
+    guard_min: Annotated[int, Field(ge=0, strict=True)] = 20
 
 
 class StateSettings(Model):
