@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     with idp, sentinel:
         print(f"authority:           {idp.authority(arguments.tenant)}")
         print(f"token endpoint:      {idp.token_endpoint(arguments.tenant)}")
-        print(f"scope:               https://management.azure.com/.default")
+        print("scope:               https://management.azure.com/.default")
         print(f"sentinel base URL:   {sentinel.base_url}")
         print(f"STIX objects upload: {sentinel.upload_url(workspace_id)}")
         print(f"CA bundle:           {tls.ca_bundle_path}")
