@@ -308,7 +308,7 @@ def secret_leak_params():
         yield pytest.param(text, id=name)
 
 
-@pytest.mark.parametrize("text", secret_leak_params())
+@pytest.mark.parametrize("text", list(secret_leak_params()))
 def test_config_error_hides_secret(tmp_path, monkeypatch, text):
     monkeypatch.setenv("TEST_LEAK_SECRET", ENV_SECRET)
 
