@@ -87,13 +87,12 @@ class WorkspaceFilter:
             self.report.skip(Skip(NOT_SELECTED, self.prefix + reason, event.get("uuid")))
             return
         for record in records:
+            key = id_key(record.id)
             if record.part in SHARED_PARTS:
-                key = id_key(record.id)
                 if key not in self.seen:
                     self.seen.add(key)
                     yield record
                 continue
-            key = id_key(record.id)
             skip = self._skip_reason(record, key)
             if skip is not None:
                 reason, detail = skip

@@ -239,10 +239,7 @@ def _run_workspaces(config: Config, clock: Clock, store: StateStore, report: Run
             run.finish(source.name, selections[run.name], plan.listed_until, pending[run.name], plan.swept_at)
     if any(run.dropped for run in runs):
         # A signal after the last event still stops batches from starting.
-        raise Interrupted(
-            "stopped by a signal before the run was complete; what was sent is recorded",
-            hint="the next run goes on from the same cursor",
-        )
+        raise _interrupted("stopped by a signal")
     if options.dry_run:
         _estimate(config, report)
 
@@ -265,7 +262,12 @@ def _stop_early(runs: list[WorkspaceRun], selections, pending, cause: str) -> No
         run.abandon()
     for run in runs:
         run.finish(None, selections[run.name], None, pending[run.name])
-    raise Interrupted(
+    raise _interrupted(cause)
+
+
+def _interrupted(cause: str) -> Interrupted:
+    """Return the error of a run that stopped before it was complete, with the cursors kept."""
+    return Interrupted(
         f"{cause} before the run was complete; what was sent is recorded",
         hint="the next run goes on from the same cursor",
     )
