@@ -118,8 +118,8 @@ def test_workspace_keeps_two_requests_in_flight(make_stack, events, tmp_path):
     planned = tmp_path / "planned.json"
     stack.sync(dry_run=True, output=str(planned))
     planned_order = [item["id"] for item in json.loads(planned.read_text(encoding="utf-8"))["objects"]]
-    # The first request to arrive is held for half a second; the other thread's batches overtake it,
-    # whereas one request at a time stores every batch in the planned order.
+    # The first request to arrive is held for half a second, so the other thread's batches overtake
+    # it. One request at a time would store every batch in the planned order.
     stack.sentinel.delay(0.5, path_contains=stack.workspace_ids["soc"])
 
     report = stack.sync()

@@ -111,7 +111,7 @@ def test_sync_validate_sends_valid_patterns(stack, monkeypatch):
 
     assert report.exit_code == 0, report.summary()
     assert report.skips[reasons.INVALID_PATTERN] == 1
-    held = stack.holdings()
-    assert held
-    assert all(item.get("pattern") != BROKEN for item in held.values())
-    assert report.outcomes["created"] == len(held)
+    stored = stack.holdings()
+    assert stored
+    assert all(item.get("pattern") != BROKEN for item in stored.values())
+    assert report.outcomes["created"] == len(stored)

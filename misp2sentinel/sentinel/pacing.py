@@ -57,7 +57,7 @@ class RateLimiter:
 
     NOTE: a request taken with `acquire` is counted from its start, before it reaches the server.
     Latency that varies between requests can then make the server see N + 1 requests in its
-    window; the client gets a 429 and waits as long as the response requests. A larger
+    window. The client then gets a 429 and waits as long as the response requests. A larger
     `window_seconds` trades throughput for a margin.
     """
 

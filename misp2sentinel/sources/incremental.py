@@ -250,7 +250,7 @@ class EventFile:
                 read += 1
                 if isinstance(item, dict):
                     yield normalize(item)
-            # A write during this pass shows only now; the caller has not used the items yet,
+            # A write during this pass shows only now. The caller has not used the items yet,
             # because the mapper collects an event's records before anything is sent or kept.
             if _file_identity(handle) != self.identity:
                 self._fail(f"it changed while its {key} array was read")
