@@ -198,7 +198,13 @@ def _uncap_body_size(stack: Stack) -> None:
 
 
 FAULTS = [
-    Fault("5xx status sequence", _sequence(503, None, 500, 502, None, 504, 503, 503), statuses=frozenset({500, 502, 503, 504})),
+    Fault(
+        "5xx status sequence",
+        _sequence(503, None, 500, 502, None, 504, 503, 503),
+        # Requests run in parallel, so one batch may meet any of the six failures; enough attempts outlast them all.
+        sentinel_settings={"max_attempts": 7},
+        statuses=frozenset({500, 502, 503, 504}),
+    ),
     Fault(
         "429 with Retry-After",
         lambda stack: stack.sentinel.inject(429, count=3, retry_after=7, path_contains=soc_path(stack)),
