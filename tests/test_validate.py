@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from misp2sentinel import report as reasons
-from misp2sentinel.mapping import indicator as indicator_module
+from misp2sentinel.mapping import types as types_module
+from misp2sentinel.mapping.parts import Part
 from misp2sentinel.validation import PatternValidator
 from tests.conftest import NOW_TEXT, REPO_ROOT, misp_attribute, misp_event
 from tests.stack_fixtures import clean_environment, make_stack, signing_key, stack, tls  # noqa: F401
@@ -57,15 +58,15 @@ def test_validate_skips_invalid_pattern(run_cli, tmp_path, monkeypatch):
         misp_attribute("ip-dst", "198.51.100.9"),
         misp_attribute("domain", "example.com"),
     )
-    real_indicator = indicator_module.indicator
+    real_build_parts = types_module.build_parts
 
-    def break_one_pattern(context, shared, part, notes, until):
-        stix = real_indicator(context, shared, part, notes, until)
-        if "198.51.100.9" in stix["pattern"]:
-            stix["pattern"] = BROKEN
-        return stix
+    def break_one_pattern(attribute_type, value, data=None):
+        parts = real_build_parts(attribute_type, value, data)
+        if value == "198.51.100.9":
+            parts[0].pattern_text = BROKEN
+        return parts
 
-    monkeypatch.setattr("misp2sentinel.mapping.builder.indicator", break_one_pattern)
+    monkeypatch.setattr("misp2sentinel.mapping.builder.build_parts", break_one_pattern)
 
     unchecked = run_cli("export", "--source", str(source), "--output", str(tmp_path / "unchecked.json"))
     checked = run_cli("export", "--source", str(source), "--output", str(tmp_path / "checked.json"), "--validate")
@@ -95,17 +96,16 @@ def test_grammar_imported_only_with_validate(tmp_path, validate):
 
 
 def test_sync_validate_sends_valid_patterns(stack, monkeypatch):
-    real_indicator = indicator_module.indicator
+    real_pattern = Part.pattern
     broken_ids = []
 
-    def break_first_pattern(context, shared, part, notes, until):
-        stix = real_indicator(context, shared, part, notes, until)
-        if not broken_ids and stix["pattern_type"] == "stix":
+    def break_first_pattern(part):
+        if not broken_ids and part.pattern_type == "stix":
             broken_ids.append(part.name)
-            stix["pattern"] = BROKEN
-        return stix
+            return BROKEN
+        return real_pattern.fget(part)
 
-    monkeypatch.setattr("misp2sentinel.mapping.builder.indicator", break_first_pattern)
+    monkeypatch.setattr(Part, "pattern", property(break_first_pattern))
 
     report = stack.sync(validate=True)
 

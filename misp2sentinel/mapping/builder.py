@@ -10,7 +10,6 @@ has not ended. Every attribute that is not sent yields a `Skip` with its reason.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from itertools import chain
 from datetime import datetime
 
@@ -21,6 +20,8 @@ from misp2sentinel.mapping.indicator import Shared, indicator, shared_properties
 from misp2sentinel.mapping.markings import EMPTY, TLP_NAMES, TLP_RANK, marking_id, summarize
 from misp2sentinel.mapping.objects import ObjectContext, joined_comparison, relation_builder
 from misp2sentinel.mapping.parts import InvalidPart, Part, combined_comparisons, combined_pattern
+from misp2sentinel.mapping.plain import plain_record
+from misp2sentinel.mapping.record import Record
 from misp2sentinel.mapping.sanity import sanity_skip
 from misp2sentinel.mapping.types import UnsupportedType, build_parts, short_name
 from misp2sentinel.mapping.values import InvalidValue
@@ -37,26 +38,6 @@ from misp2sentinel.report import (
 
 COMBINED = "combined"
 NOT_IDS_DETAIL = "to_ids is off"
-
-
-@dataclass(slots=True)
-class Record:
-    """One STIX object to send, with what later stages need to select, diff and revoke it."""
-
-    stix: dict
-    source: str
-    part: str
-    first: bool
-    valid_uuid: bool
-    event_uuid: str | None
-    attribute_uuid: str | None
-    attribute_type: str | None
-    tlp_rank: int
-    timestamp: int | None
-
-    @property
-    def id(self) -> str:
-        return self.stix["id"]
 
 
 def _ids_defaults() -> dict[str, bool]:
@@ -118,6 +99,11 @@ class EventContext:
         # `indicator_types` per (threat types, category), and the marking id per TLP rank.
         self.indicator_types: dict[tuple, list[str]] = {}
         self.marking_ids = [marking_id(rank, settings.tlp_version) for rank in range(len(TLP_NAMES))]
+        # For the short path (`plain`): the shared properties per combination, each attribute
+        # timestamp as a datetime and its STIX text, and the run-time ends of validity with their text.
+        self.templates: dict[tuple, object] = {}
+        self.epoch_times: dict[int, tuple[datetime, str]] = {}
+        self.plain_ends: dict[int, str] = {}
 
     def skip(self, attribute: dict, reason: str, detail: str) -> Skip:
         return Skip(reason, detail, self.event_uuid, attribute.get("uuid"), attribute.get("type"))
@@ -224,11 +210,19 @@ def _filtered(context: EventContext, parts: list) -> list:
     return checked
 
 
-def _map_attribute(context: EventContext, attribute: dict, misp_object: ObjectContext | None) -> Iterator[Record | Skip]:
+def _map_attribute(context: EventContext, attribute: dict, misp_object: ObjectContext | None) -> list[Record | Skip]:
+    """Return the records and skips of one attribute."""
     parts = _parts(context, attribute, misp_object)
     if parts.__class__ is Skip:
-        yield parts
-        return
+        return [parts]
+    record = plain_record(context, attribute, misp_object, parts)
+    if record is not None:
+        return [record]
+    return list(_map_parts(context, attribute, misp_object, parts))
+
+
+def _map_parts(context: EventContext, attribute: dict, misp_object: ObjectContext | None, parts: list) -> Iterator[Record | Skip]:
+    """The general path: every gate after `_parts`, for any number of parts."""
     tags = attribute["tags"]
     own = summarize(tags) if tags else EMPTY
     object_summary = misp_object.summary if misp_object is not None else EMPTY

@@ -147,6 +147,7 @@ class ObjectContext:
         self.summary = summarize(tags)
         galaxies = [cluster for attribute in misp_object["attributes"] for cluster in attribute.get("galaxies") or ()]
         self.clusters = clusters_from(tags, galaxies)
+        self.has_galaxies = bool(galaxies)
         self.rule_name = None
         # Labels from tags and the cluster context of this object's attributes, per (own tags, TLP).
         self.levels: dict[tuple, tuple] = {}

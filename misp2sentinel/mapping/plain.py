@@ -1,0 +1,145 @@
+"""The short path for the usual attribute: one part, no `first_seen`/`last_seen`, no galaxies of its own.
+
+Most indicators of a large event come from such attributes. Many of their properties do not depend
+on the value: labels, indicator types, confidence, marking, cluster context, references and the
+creator. They are the same for all attributes with the same tags, TLP, type, category and object
+relation, so `plain_record` computes them once per combination and builds the indicator directly.
+It returns None for any other attribute, and the general path in `builder` maps that one. Both
+paths give the same output; the tests compare them attribute by attribute.
+"""
+
+from __future__ import annotations
+
+from misp2sentinel.mapping import lifetime
+from misp2sentinel.mapping.ids import canonical_uuid
+from misp2sentinel.mapping.indicator import shared_properties
+from misp2sentinel.mapping.markings import EMPTY, decay_confidence, summarize
+from misp2sentinel.mapping.parts import Part
+from misp2sentinel.mapping.record import Record
+from misp2sentinel.mapping.sanity import sanity_skip
+
+
+class Template:
+    """The properties shared by the indicators of one combination of tags, TLP, type, category and relation."""
+
+    __slots__ = ("labels", "indicator_types", "confidence", "marking", "kill_chain_phases", "references",
+                 "created_by", "event_note", "has_techniques")
+
+    def __init__(self, context, attribute: dict, misp_object, own, object_summary, rank: int) -> None:
+        shared = shared_properties(context, [attribute], misp_object, own, object_summary, rank)
+        self.labels = shared.labels
+        self.indicator_types = shared.indicator_types
+        self.confidence = shared.confidence
+        self.marking = shared.marking
+        self.kill_chain_phases = shared.kill_chain_phases
+        chatham_house = shared.chatham_house
+        self.references = shared.references if chatham_house else context.external_references + shared.references
+        self.created_by = context.identity["id"] if context.identity is not None and not chatham_house else None
+        self.event_note = context.event_note if not chatham_house else None
+        self.has_techniques = bool(shared.techniques)
+
+
+def plain_record(context, attribute: dict, misp_object, parts: list) -> Record | None:
+    """Return the record of an attribute that passed the gates of `builder._parts`, or None when
+    the general path must map it."""
+    if len(parts) != 1:
+        return None
+    part = parts[0]
+    settings = context.settings
+    timestamp = attribute.get("timestamp")
+    if (part.__class__ is not Part or not timestamp or attribute.get("first_seen") or attribute.get("last_seen")
+            or attribute.get("galaxies") or (part.extra and settings.pattern_style == "combined")):
+        return None
+    now = context.now
+    times = context.epoch_times.get(timestamp)
+    if times is None:
+        moment = lifetime.from_epoch(timestamp)
+        times = context.epoch_times[timestamp] = (moment, lifetime.stix_timestamp(moment))
+    moment, moment_text = times
+    days = getattr(settings.lifetime_days, part.kind)
+    if days == "never" or moment > now:
+        return None
+    # Validity starts no later than now and lasts at least a day from now, so it has not ended.
+    until_text = context.plain_ends.get(days)
+    if until_text is None:
+        until = context.run_ends.get(days)
+        if until is None:
+            until = context.run_ends[days] = lifetime.valid_until(attribute, moment, now, days)
+        until_text = context.plain_ends[days] = lifetime.stix_timestamp(until)
+    if (part.network is not None or part.digest is not None) and sanity_skip(part, settings.sanity) is not None:
+        return None
+
+    tags = attribute["tags"]
+    own = summarize(tags) if tags else EMPTY
+    object_summary = misp_object.summary if misp_object is not None else EMPTY
+    rank = context.summary.tlp_rank
+    for level in (own.tlp_rank, object_summary.tlp_rank):
+        if level is not None and (rank is None or level > rank):
+            rank = level
+    if rank is None:
+        rank = context.default_rank
+    if rank > context.max_rank:
+        return None
+    attribute_type = attribute["type"]
+    if misp_object is None:
+        key = (tuple(tags), rank, attribute_type, attribute.get("category"))
+    elif misp_object.has_galaxies:
+        # Galaxies of the object's attributes add context that its name and tags do not capture.
+        key = (tuple(tags), rank, attribute_type, attribute.get("category"), attribute.get("object_relation"),
+               id(misp_object.object))
+    else:
+        key = (tuple(tags), rank, attribute_type, attribute.get("category"), attribute.get("object_relation"),
+               misp_object.name, tuple(misp_object.tags))
+    templates = context.templates
+    template = templates.get(key)
+    if template is None:
+        template = templates[key] = Template(context, attribute, misp_object, own, object_summary, rank)
+    if template.has_techniques and settings.include_attack_patterns:
+        return None
+    uuid = canonical_uuid(attribute.get("uuid"))
+    if uuid is None:
+        return None
+
+    stix = {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": "indicator--" + uuid,
+        "created": moment_text,
+        "modified": context.modified,
+        "name": part.name,
+        "indicator_types": list(template.indicator_types),
+        "pattern": part.pattern,
+        "pattern_type": part.pattern_type,
+    }
+    if part.pattern_type == "stix":
+        stix["pattern_version"] = "2.1"
+    stix["valid_from"] = moment_text
+    stix["valid_until"] = until_text
+    labels = template.labels
+    stix["labels"] = labels + [label for label in part.labels if label not in labels] if part.labels else list(labels)
+    confidence = template.confidence
+    if (settings.use_decay_score and own.confidence is None and object_summary.confidence is None
+            and context.summary.confidence is None):
+        # No confidence tag at any level: the attribute's own decay score decides, as in `_confidence`.
+        score = decay_confidence(attribute.get("decay_score"))
+        confidence = settings.default_confidence if score is None else score
+    stix["confidence"] = confidence
+    stix["object_marking_refs"] = [template.marking]
+    comment = attribute.get("comment")
+    notes = [comment.strip()] if comment and comment.strip() else []
+    if part.notes:
+        notes.extend(part.notes)
+    if misp_object is not None:
+        notes.extend(misp_object.notes(attribute))
+    if template.event_note:
+        notes.append(template.event_note)
+    if notes:
+        stix["description"] = "\n".join(notes)
+    if template.kill_chain_phases:
+        stix["kill_chain_phases"] = template.kill_chain_phases
+    if template.references:
+        stix["external_references"] = list(template.references)
+    if template.created_by is not None:
+        stix["created_by_ref"] = template.created_by
+    return Record(stix, uuid, part.part, True, True, context.event_uuid, attribute.get("uuid"), attribute_type, rank,
+                  timestamp)
