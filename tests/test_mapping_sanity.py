@@ -4,10 +4,15 @@ hashes of empty content, each skipped with its own reason and each switchable.""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from misp2sentinel.config import MappingSettings, SanityFilter
+from misp2sentinel.mapping.sanity import non_public_class
+from misp2sentinel.mapping.values import IPv4Host, ip_network, ip_text
 from misp2sentinel.report import BROAD_CIDR, EMPTY_CONTENT_HASH, NON_PUBLIC_ADDRESS
 from tests.conftest import misp_attribute, misp_event, misp_object
 from tests.test_mapping_types import map_checked, map_value
@@ -218,3 +223,24 @@ def test_empty_content_hash_not_a_file_for_x509():
 def test_sanity_setting_validated(key, value):
     with pytest.raises(ValueError):
         SanityFilter(**{key: value})
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(address=st.ip_addresses(v=4))
+def test_ipv4_host_matches_ipaddress(address: ipaddress.IPv4Address) -> None:
+    """A plain dotted address takes a short path (`IPv4Host`) that must agree with `ipaddress`."""
+    text = str(address)
+    host = ip_network(text)
+    network = ipaddress.IPv4Network(text)
+
+    assert isinstance(host, IPv4Host)
+    assert ip_text(host) == ip_text(network)
+    assert str(host) == str(network)
+    assert host.network_address == network.network_address
+    assert non_public_class(host) == non_public_class(network)
+
+
+@pytest.mark.parametrize("text", ["10.0.0.1", "100.64.0.0", "127.255.255.255", "169.254.1.1", "192.0.0.8", "198.19.255.255",
+                                  "224.0.0.1", "255.255.255.255", "0.0.0.0", "8.8.8.8", "192.0.2.1"])
+def test_ipv4_host_range_edges(text: str) -> None:
+    assert non_public_class(ip_network(text)) == non_public_class(ipaddress.IPv4Network(text))

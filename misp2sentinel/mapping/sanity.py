@@ -19,6 +19,7 @@ import ipaddress
 
 from misp2sentinel.mapping.hashes import EMPTY_CONTENT_DIGESTS
 from misp2sentinel.mapping.parts import Part
+from misp2sentinel.mapping.values import IPv4Host, Network
 from misp2sentinel.report import BROAD_CIDR, EMPTY_CONTENT_HASH, NON_PUBLIC_ADDRESS
 
 _RANGES = {
@@ -56,8 +57,14 @@ IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 
 
-def non_public_class(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+def non_public_class(network: Network) -> str | None:
     """Return the class (private, loopback, ...) of a network inside a non-public range, else None."""
+    if network.__class__ is IPv4Host:
+        address = network.integer
+        for low, high, label in NON_PUBLIC_RANGES[4]:
+            if low <= address <= high:
+                return label
+        return None
     if network.version == 6 and network.prefixlen >= 96 and network.subnet_of(IPV4_MAPPED):
         mapped = network.network_address.ipv4_mapped
         network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
