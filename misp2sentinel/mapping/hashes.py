@@ -24,7 +24,7 @@ VHASH = re.compile(r"^[0-9a-z]{10,256}$")
 
 def _hex(length: int) -> Callable[[str], str | None]:
     def normalise(text: str) -> str | None:
-        if HEX_PAIRS.match(text):
+        if ":" in text and HEX_PAIRS.match(text):
             # Fingerprints are often written as colon-separated octets (AB:CD:...).
             text = text.replace(":", "")
         text = text.lower()

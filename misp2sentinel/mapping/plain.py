@@ -11,7 +11,7 @@ paths give the same output; the tests compare them attribute by attribute.
 from __future__ import annotations
 
 from misp2sentinel.mapping import lifetime
-from misp2sentinel.mapping.ids import canonical_uuid
+from misp2sentinel.mapping.ids import CANONICAL_UUID, canonical_uuid
 from misp2sentinel.mapping.indicator import shared_properties
 from misp2sentinel.mapping.markings import EMPTY, decay_confidence, summarize
 from misp2sentinel.mapping.parts import Part
@@ -96,9 +96,11 @@ def plain_record(context, attribute: dict, misp_object, parts: list) -> Record |
         template = templates[key] = Template(context, attribute, misp_object, own, object_summary, rank)
     if template.has_techniques and settings.include_attack_patterns:
         return None
-    uuid = canonical_uuid(attribute.get("uuid"))
-    if uuid is None:
-        return None
+    uuid = attribute.get("uuid")
+    if uuid.__class__ is not str or not CANONICAL_UUID.fullmatch(uuid):
+        uuid = canonical_uuid(uuid)
+        if uuid is None:
+            return None
 
     stix = {
         "type": "indicator",

@@ -131,20 +131,11 @@ def _text_or_none(value: Any) -> str | None:
     return to_text(value) or None
 
 
-def _timestamp(value: Any, problems: list[str], what: str) -> int | None:
-    """`to_timestamp`, with MISP's usual digit string read directly."""
-    if value.__class__ is str and value.isdigit() and value.isascii():
-        number = int(value)
-        if number <= LATEST_TIMESTAMP:
-            return number
-    return to_timestamp(value, problems, what)
-
-
 def normalize_attribute(raw: dict) -> dict:
     """Normalise one MISP attribute; see the module docstring for the shape.
 
-    This runs once per attribute, so the common types (strings, booleans) are read inline and the
-    general converters run only for the other shapes.
+    This runs once per attribute, so the common types (strings, booleans, digit strings) are read
+    inline and the general converters run only for the other shapes.
     """
     problems: list[str] = []
     get = raw.get
@@ -158,6 +149,16 @@ def normalize_attribute(raw: dict) -> dict:
     tags = get("Tag")
     galaxies = get("Galaxy")
     data = get("data")
+    timestamp = get("timestamp")
+    distribution = get("distribution")
+    first_seen = get("first_seen")
+    last_seen = get("last_seen")
+    relation = get("object_relation")
+    # MISP's usual digit string; 11 digits stay below LATEST_TIMESTAMP.
+    if timestamp.__class__ is str and len(timestamp) < 12 and timestamp.isdigit() and timestamp.isascii():
+        timestamp = int(timestamp)
+    else:
+        timestamp = to_timestamp(timestamp, problems, "timestamp")
     return {
         "problem": problems,
         "uuid": uuid if uuid.__class__ is str else to_text(uuid),
@@ -165,14 +166,14 @@ def normalize_attribute(raw: dict) -> dict:
         "category": category if category.__class__ is str else to_text(category),
         "value": value if value.__class__ is str else value_text(value),
         "to_ids": to_ids if to_ids.__class__ is bool else to_bool(to_ids),
-        "timestamp": _timestamp(get("timestamp"), problems, "timestamp"),
-        "first_seen": _text_or_none(get("first_seen")),
-        "last_seen": _text_or_none(get("last_seen")),
+        "timestamp": timestamp,
+        "first_seen": None if first_seen is None else _text_or_none(first_seen),
+        "last_seen": None if last_seen is None else _text_or_none(last_seen),
         "comment": comment if comment.__class__ is str else to_text(comment) or "",
         "deleted": deleted if deleted.__class__ is bool else bool(to_bool(deleted)),
         "tags": tag_names(tags, get("AttributeTag")) if tags or get("AttributeTag") else [],
-        "object_relation": _text_or_none(get("object_relation")),
-        "distribution": to_int(get("distribution")),
+        "object_relation": None if relation is None else _text_or_none(relation),
+        "distribution": to_int(distribution),
         "warnings": get("warnings") or None,
         "galaxies": galaxy_clusters(galaxies) if galaxies else [],
         "decay_score": get("decay_score") or None,
