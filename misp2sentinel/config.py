@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from misp2sentinel.errors import ConfigError
+from misp2sentinel.mapping.defaults import DEFAULT_LIFETIMES, DEFAULT_MAPPING, DEFAULT_SANITY
 
 log = logging.getLogger(__name__)
 
@@ -124,21 +125,21 @@ class LifetimeDays(Model):
     """Days an indicator stays valid after its reference time, per indicator kind; `never` sends
     no `valid_until`, so the indicator stays valid until it is revoked."""
 
-    ip: Days = 30
-    domain: Days = 90
-    url: Days = 90
-    email: Days = 180
-    email_message: Days = 180
-    file_hash: Days = 365
-    file_name: Days = 180
-    x509: Days = 365
-    network_fingerprint: Days = 180
-    user_agent: Days = 90
-    registry: Days = 365
-    mutex: Days = 365
-    asn: Days = 90
-    rule: Days = 365
-    other: Days = 90
+    ip: Days = DEFAULT_LIFETIMES.ip
+    domain: Days = DEFAULT_LIFETIMES.domain
+    url: Days = DEFAULT_LIFETIMES.url
+    email: Days = DEFAULT_LIFETIMES.email
+    email_message: Days = DEFAULT_LIFETIMES.email_message
+    file_hash: Days = DEFAULT_LIFETIMES.file_hash
+    file_name: Days = DEFAULT_LIFETIMES.file_name
+    x509: Days = DEFAULT_LIFETIMES.x509
+    network_fingerprint: Days = DEFAULT_LIFETIMES.network_fingerprint
+    user_agent: Days = DEFAULT_LIFETIMES.user_agent
+    registry: Days = DEFAULT_LIFETIMES.registry
+    mutex: Days = DEFAULT_LIFETIMES.mutex
+    asn: Days = DEFAULT_LIFETIMES.asn
+    rule: Days = DEFAULT_LIFETIMES.rule
+    other: Days = DEFAULT_LIFETIMES.other
 
     @field_validator("*", mode="before")
     @classmethod
@@ -153,26 +154,28 @@ class LifetimeDays(Model):
 class SanityFilter(Model):
     """The mapper's local filter for values that match everyone or nothing; each check has a switch."""
 
-    non_public_addresses: bool = True
-    ipv4_min_prefix: Annotated[int, Field(ge=0, le=32, strict=True)] = 16
-    ipv6_min_prefix: Annotated[int, Field(ge=0, le=128, strict=True)] = 32
-    empty_content_hashes: bool = True
+    non_public_addresses: bool = DEFAULT_SANITY.non_public_addresses
+    ipv4_min_prefix: Annotated[int, Field(ge=0, le=32, strict=True)] = DEFAULT_SANITY.ipv4_min_prefix
+    ipv6_min_prefix: Annotated[int, Field(ge=0, le=128, strict=True)] = DEFAULT_SANITY.ipv6_min_prefix
+    empty_content_hashes: bool = DEFAULT_SANITY.empty_content_hashes
 
 
 class MappingSettings(Model):
-    default_tlp: TlpName = "amber"
-    max_tlp: TlpName = "amber"
-    tlp_version: Literal[1, 2] = 1
-    default_confidence: Annotated[int, Field(ge=0, le=100, strict=True)] = 50
-    use_decay_score: bool = False
-    default_indicator_type: IndicatorType = "malicious-activity"
-    pattern_style: Literal["simple", "combined"] = "simple"
+    """The `mapping` section; its defaults are those of `mapping.defaults.DefaultMapping`."""
+
+    default_tlp: TlpName = DEFAULT_MAPPING.default_tlp
+    max_tlp: TlpName = DEFAULT_MAPPING.max_tlp
+    tlp_version: Literal[1, 2] = DEFAULT_MAPPING.tlp_version
+    default_confidence: Annotated[int, Field(ge=0, le=100, strict=True)] = DEFAULT_MAPPING.default_confidence
+    use_decay_score: bool = DEFAULT_MAPPING.use_decay_score
+    default_indicator_type: IndicatorType = DEFAULT_MAPPING.default_indicator_type
+    pattern_style: Literal["simple", "combined"] = DEFAULT_MAPPING.pattern_style
     lifetime_days: LifetimeDays = Field(default_factory=LifetimeDays)
-    use_last_seen: bool = True
+    use_last_seen: bool = DEFAULT_MAPPING.use_last_seen
     sanity: SanityFilter = Field(default_factory=SanityFilter)
-    misp_url: str | None = None
-    include_identities: bool = True
-    include_attack_patterns: bool = False
+    misp_url: str | None = DEFAULT_MAPPING.misp_url
+    include_identities: bool = DEFAULT_MAPPING.include_identities
+    include_attack_patterns: bool = DEFAULT_MAPPING.include_attack_patterns
 
 
 def _check_proxy_url(value: SecretStr | None) -> SecretStr | None:

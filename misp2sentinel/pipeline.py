@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from misp2sentinel.config import MappingSettings, Selection
 from misp2sentinel.gc_pacing import collect_if_due
 from misp2sentinel.mapping import Record, map_event
 from misp2sentinel.mapping.markings import TLP_NAMES, TLP_RANK
 from misp2sentinel.report import ABOVE_MAX_TLP, DUPLICATE, INVALID_PATTERN, NOT_SELECTED, RunReport, Skip
 from misp2sentinel.selection import event_selected, max_rank
 from misp2sentinel.validation import PatternValidator
+
+if TYPE_CHECKING:
+    from misp2sentinel.config import MappingSettings, Selection
 
 
 def map_records(event: dict, settings: MappingSettings, now: datetime, report: RunReport,

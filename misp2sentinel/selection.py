@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from misp2sentinel.config import Selection
 from misp2sentinel.mapping.markings import TLP_RANK
+
+if TYPE_CHECKING:
+    from misp2sentinel.config import Selection
 
 # MISP's distribution level 4 limits an event to the members of its sharing group.
 SHARING_GROUP_DISTRIBUTION = 4

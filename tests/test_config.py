@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import textwrap
@@ -10,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from misp2sentinel.config import load_config
+from misp2sentinel.config import MappingSettings, load_config
 from misp2sentinel.errors import ConfigError
+from misp2sentinel.mapping.defaults import DEFAULT_MAPPING
 from tests.conftest import EVENT_UUID, TLP_GREEN, misp_attribute, misp_event
 
 WORKSPACE_ID = "2b4f3c1e-9d8a-4c7b-8e6f-0a1b2c3d4e5f"
@@ -425,3 +427,22 @@ misp:
     problems, _ = config_problems(write_config(tmp_path, text))
 
     assert any(problem.startswith("misp.filter.types: unknown key") for problem in problems)
+
+
+def test_mapping_defaults_match_the_model():
+    """An export without a configuration maps with the plain-data defaults, so they must equal the model's."""
+    assert dataclasses.asdict(DEFAULT_MAPPING) == MappingSettings().model_dump()
+
+
+def test_export_same_bundle_with_empty_mapping(run_cli, tmp_path):
+    """A configuration that sets nothing under `mapping:` gives the bundle of an export without one."""
+    source = tmp_path / "event.json"
+    write_event(source)
+    config = write_config(tmp_path, yaml.safe_dump({"sources": [str(source)], "workspaces": []}))
+
+    with_config = run_cli("export", "--config", str(config), "--output", str(tmp_path / "configured.json"))
+    without = run_cli("export", "--source", str(source), "--output", str(tmp_path / "plain.json"))
+
+    assert with_config.exit_code == 0, with_config.stderr
+    assert without.exit_code == 0, without.stderr
+    assert (tmp_path / "configured.json").read_bytes() == (tmp_path / "plain.json").read_bytes()

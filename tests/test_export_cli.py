@@ -391,6 +391,20 @@ def test_export_imports_no_http_client(tmp_path):
     assert probe["loaded"] == []
 
 
+def test_export_without_config_imports_no_pydantic(tmp_path):
+    # Without a configuration file the mapping defaults are plain data; pydantic costs start-up time.
+    source = write_event(tmp_path / "event.json", misp_attribute("ip-dst", "198.51.100.7"))
+    probe = IMPORT_PROBE.replace('("msal", "requests", "pymisp", "urllib3", "httpx")', '("pydantic", "pydantic_core")')
+    command = [sys.executable, "-c", probe, "export", "--source", str(source), "--output", str(tmp_path / "b.json")]
+
+    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, MISP2SENTINEL_NOW=NOW_TEXT),
+                            cwd=REPO_ROOT, timeout=60)
+
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["exit_code"] == 0, result.stderr
+    assert outcome["loaded"] == []
+
+
 # The shared corpus of real MISP events
 
 

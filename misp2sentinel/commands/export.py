@@ -10,15 +10,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from misp2sentinel.clock import Clock
-from misp2sentinel.config import Config, MappingSettings, load_config
 from misp2sentinel.errors import InputError, Misp2SentinelError, UsageError
 from misp2sentinel.export import BundleWriter
+from misp2sentinel.mapping.defaults import DEFAULT_MAPPING
 from misp2sentinel.pipeline import WorkspaceFilter, stream_records
 from misp2sentinel.report import UNPUBLISHED, RunReport, Skip
 from misp2sentinel.sources.files import read_sources
 from misp2sentinel.validation import PatternValidator
+
+if TYPE_CHECKING:
+    from misp2sentinel.config import Config, MappingSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +32,14 @@ def run_export(config_path: Path | None, workspace_name: str | None, sources: li
     clock = Clock.from_environment()
     now = clock.now()
     report = RunReport("export")
-    settings = MappingSettings()
+    # Without a configuration the defaults are plain data, so the export does not import pydantic.
+    settings = DEFAULT_MAPPING
     selection = None
     config = None
     workspace = None
     if config_path is not None:
+        from misp2sentinel.config import load_config
+
         config = load_config(config_path)
         settings = _settings_with_link(config)
         workspace = _chosen_workspace(config, workspace_name)

@@ -10,10 +10,10 @@ has not ended. Every attribute that is not sent yields a `Skip` with its reason.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import chain
 from datetime import datetime
+from itertools import chain
+from typing import TYPE_CHECKING
 
-from misp2sentinel.config import MappingSettings
 from misp2sentinel.mapping import ids, lifetime, stix_objects
 from misp2sentinel.mapping.context import build_context, clusters_from
 from misp2sentinel.mapping.indicator import Shared, indicator, shared_properties, tag_labels
@@ -35,6 +35,9 @@ from misp2sentinel.report import (
     WARNINGLIST,
     Skip,
 )
+
+if TYPE_CHECKING:
+    from misp2sentinel.config import MappingSettings
 
 COMBINED = "combined"
 NOT_IDS_DETAIL = "to_ids is off"
