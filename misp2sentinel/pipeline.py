@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from misp2sentinel.gc_pacing import collect_if_due
 from misp2sentinel.mapping import Record, map_event
 from misp2sentinel.mapping.markings import TLP_NAMES, TLP_RANK
-from misp2sentinel.report import ABOVE_MAX_TLP, DUPLICATE, INVALID_PATTERN, NOT_SELECTED, RunReport, Skip
+from misp2sentinel.report import ABOVE_MAX_TLP, DUPLICATE, INVALID_PATTERN, NOT_SELECTED, RunReport, Skip, skips_itemized
 from misp2sentinel.selection import event_selected, max_rank
 from misp2sentinel.validation import PatternValidator
 
@@ -35,7 +35,7 @@ def stream_records(event: dict, settings: MappingSettings, now: datetime, report
     """
     collect_if_due()
     report.events += 1
-    for item in map_event(event, settings, now):
+    for item in map_event(event, settings, now, itemized=skips_itemized()):
         if item.__class__ is Skip:
             report.skip(item)
         elif validator is not None and (problem := validator.problem(item.stix)) is not None:

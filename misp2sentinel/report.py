@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger("misp2sentinel.report")
 
+
+def skips_itemized() -> bool:
+    """Tell whether each skip is logged (at INFO), so that the mapper must report skips one by one."""
+    return log.isEnabledFor(logging.INFO)
+
 # Failure messages kept for the JSON report; every one is logged, and counted by reason.
 KEPT_FAILURE_MESSAGES = 100
 
@@ -64,8 +69,12 @@ class Skip:
     event_uuid: str | None = None
     attribute_uuid: str | None = None
     attribute_type: str | None = None
+    # More than one when the mapper counts an event's attributes with the same reason as one skip.
+    count: int = 1
 
     def describe(self) -> str:
+        if self.count > 1:
+            return f"skipped {self.count} attributes of event {self.event_uuid or '?'}: {self.reason}: {self.detail}"
         where = f"event {self.event_uuid or '?'}"
         if self.attribute_uuid or self.attribute_type:
             where += f", attribute {self.attribute_uuid or '?'} ({self.attribute_type or '?'})"
@@ -133,7 +142,7 @@ class RunReport:
             self._notify()
 
     def skip(self, skip: Skip) -> None:
-        self.skips[skip.reason] += 1
+        self.skips[skip.reason] += skip.count
         if log.isEnabledFor(logging.INFO):
             log.info("%s", skip.describe())
         if _listeners:

@@ -15,7 +15,7 @@ import pytest
 
 from misp2sentinel import report as reasons
 from misp2sentinel.export import BundleWriter
-from tests.conftest import CORPUS, NOW_TEXT, REPO_ROOT, check_stix, misp_attribute, misp_event, stix_time
+from tests.conftest import CORPUS, NOW_TEXT, REPO_ROOT, check_stix, misp_attribute, misp_event, misp_object, stix_time
 
 SKIP_REASONS = (
     reasons.NOT_IDS,
@@ -185,6 +185,24 @@ def test_summary_counts_outcomes(run_cli, tmp_path):
     assert written and int(written.group(1)) == len(read_bundle(output)["objects"])
     assert skipped and int(skipped.group(1)) == 6
     assert "0 failed" in line
+
+
+def test_not_ids_counted_alike_with_and_without_verbose(run_cli, tmp_path):
+    """Without -v the mapper counts an event's to_ids-off attributes as one skip; the totals stay the same."""
+    source = write_event(
+        tmp_path / "event.json",
+        *[misp_attribute("domain", f"host{index}.example.com", to_ids=False) for index in range(3)],
+        misp_attribute("ip-dst", "198.51.100.7"),
+        objects=(misp_object("domain-ip", misp_attribute("domain", "object.example.com", to_ids=False,
+                                                         object_relation="domain")),),
+    )
+
+    quiet = run_cli("export", "--source", str(source), "--output", str(tmp_path / "quiet.json"))
+    verbose = run_cli("export", "-v", "--source", str(source), "--output", str(tmp_path / "verbose.json"))
+
+    assert f"{reasons.NOT_IDS} 4" in summary_line(quiet.stderr)
+    assert f"{reasons.NOT_IDS} 4" in summary_line(verbose.stderr)
+    assert (tmp_path / "quiet.json").read_bytes() == (tmp_path / "verbose.json").read_bytes()
 
 
 def test_verbose_lists_each_skip(run_cli, tmp_path):

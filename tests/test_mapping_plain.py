@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from misp2sentinel.config import MappingSettings
 from misp2sentinel.mapping import builder, map_event, plain
+from misp2sentinel.report import NOT_IDS, Skip
 from misp2sentinel.sources.normalize import events_from_document, normalize_event
 from tests.conftest import ATTRIBUTE_TIMESTAMP, CORPUS, NOW, PHISHING_GALAXY, REPO_ROOT, misp_attribute, misp_event, misp_object
 
@@ -187,3 +188,23 @@ def test_short_path_reads_each_decay_score(monkeypatch: pytest.MonkeyPatch) -> N
     assert taken == 3
     assert_same(fast, general)
     assert [item.stix["confidence"] for item in fast if item.stix["type"] == "indicator"] == [72, 31, 55]
+
+
+def test_not_itemized_counts_not_ids_once() -> None:
+    """Without itemized skips, an event's to_ids-off attributes become one skip with their count."""
+    raw = misp_event(
+        misp_attribute("domain", "one.example", to_ids=False),
+        misp_attribute("ip-dst", "198.51.100.7"),
+        misp_attribute("domain", "two.example", to_ids=False),
+        objects=(misp_object("domain-ip", misp_attribute("domain", "three.example", to_ids=False, object_relation="domain")),),
+    )
+    event = normalize_event(raw)
+
+    itemized = list(map_event(event, MappingSettings(), NOW))
+    counted = list(map_event(event, MappingSettings(), NOW, itemized=False))
+
+    not_ids = [item for item in counted if isinstance(item, Skip)]
+    assert [(skip.reason, skip.count) for skip in not_ids] == [(NOT_IDS, 3)]
+    assert not_ids[0].describe().startswith("skipped 3 attributes of event")
+    assert [item for item in counted if not isinstance(item, Skip)] == [item for item in itemized if not isinstance(item, Skip)]
+    assert sum(1 for item in itemized if isinstance(item, Skip)) == 3

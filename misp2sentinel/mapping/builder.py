@@ -112,8 +112,12 @@ class EventContext:
         return Skip(reason, detail, self.event_uuid, attribute.get("uuid"), attribute.get("type"))
 
 
-def map_event(event: dict, settings: MappingSettings, now: datetime) -> Iterator[Record | Skip]:
-    """Yield the records of an event (its creator's identity first, when enabled) and the skips."""
+def map_event(event: dict, settings: MappingSettings, now: datetime, *, itemized: bool = True) -> Iterator[Record | Skip]:
+    """Yield the records of an event (its creator's identity first, when enabled) and the skips.
+
+    Without `itemized`, the attributes skipped because `to_ids` is off are counted and yielded as
+    one Skip at the end, which saves time on large events when no one logs each skip.
+    """
     if event.get("problem"):
         # An event with an impossible timestamp is malformed: its attributes are skipped, not guessed at.
         detail = "the event is invalid: " + "; ".join(event["problem"])
@@ -124,10 +128,14 @@ def map_event(event: dict, settings: MappingSettings, now: datetime) -> Iterator
     if context.identity is not None and settings.include_identities and not context.summary.chatham_house:
         yield _identity_record(context.identity, context.org)
     event_uuid = context.event_uuid
+    not_ids = 0
     for attribute in event["attributes"]:
         if attribute["to_ids"] is False and not attribute["deleted"] and not attribute.get("problem"):
             # Most attributes that are not sent stop here: the NOT_IDS gate of _parts, taken early.
-            yield Skip(NOT_IDS, NOT_IDS_DETAIL, event_uuid, attribute["uuid"], attribute["type"])
+            if itemized:
+                yield Skip(NOT_IDS, NOT_IDS_DETAIL, event_uuid, attribute["uuid"], attribute["type"])
+            else:
+                not_ids += 1
         else:
             yield from _map_attribute(context, attribute, None)
     for misp_object in event["objects"]:
@@ -141,9 +149,14 @@ def map_event(event: dict, settings: MappingSettings, now: datetime) -> Iterator
         else:
             for attribute in misp_object["attributes"]:
                 if attribute["to_ids"] is False and not attribute["deleted"] and not attribute.get("problem"):
-                    yield Skip(NOT_IDS, NOT_IDS_DETAIL, event_uuid, attribute["uuid"], attribute["type"])
+                    if itemized:
+                        yield Skip(NOT_IDS, NOT_IDS_DETAIL, event_uuid, attribute["uuid"], attribute["type"])
+                    else:
+                        not_ids += 1
                 else:
                     yield from _map_attribute(context, attribute, object_context)
+    if not_ids:
+        yield Skip(NOT_IDS, NOT_IDS_DETAIL, event_uuid, count=not_ids)
 
 
 def _warninglist_names(warnings) -> str:
