@@ -89,12 +89,20 @@ class WorkspaceFilter:
                 pass
             self.report.skip(Skip(NOT_SELECTED, self.prefix + reason, event.get("uuid")))
             return
+        seen = self.seen
+        types = self.types
+        ceiling = self.ceiling
         for record in records:
-            key = id_key(record.id)
+            key = id_key(record.stix["id"])
             if record.part in SHARED_PARTS:
-                if key not in self.seen:
-                    self.seen.add(key)
+                if key not in seen:
+                    seen.add(key)
                     yield record
+                continue
+            if types is None and record.tlp_rank <= ceiling and key not in seen:
+                # The usual record: every type selected, TLP within the ceiling, not seen before.
+                seen.add(key)
+                yield record
                 continue
             skip = self._skip_reason(record, key)
             if skip is not None:

@@ -136,8 +136,15 @@ def map_event(event: dict, settings: MappingSettings, now: datetime, *, itemized
                 yield Skip(NOT_IDS, NOT_IDS_DETAIL, event_uuid, attribute["uuid"], attribute["type"])
             else:
                 not_ids += 1
+            continue
+        # _map_attribute, inlined for the attributes outside objects, which are most of a large event.
+        parts = _parts(context, attribute, None)
+        if parts.__class__ is Skip:
+            yield parts
+        elif (record := plain_record(context, attribute, None, parts)) is not None:
+            yield record
         else:
-            yield from _map_attribute(context, attribute, None)
+            yield from _map_parts(context, attribute, None, parts)
     for misp_object in event["objects"]:
         if misp_object["deleted"]:
             for attribute in misp_object["attributes"]:
