@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from misp2sentinel.config import MappingSettings
 from misp2sentinel.report import DUPLICATE, NOT_IDS, RunReport
 from misp2sentinel.sources.files import read_sources
-from misp2sentinel.sources.normalize import events_from_document
+from misp2sentinel.sources.normalize import events_from_document, normalize_attribute
 from tests.conftest import (
     EVENT_UUID,
+    PHISHING_GALAXY,
     FIXTURES,
     TLP_GREEN,
     check_stix,
@@ -404,3 +408,34 @@ def test_duplicate_identity_written_once(run_cli, tmp_path):
     _, bundle = export_bundle(run_cli, tmp_path, first, second)
 
     assert [o["type"] for o in bundle["objects"]].count("identity") == 1
+
+
+# A file's attribute dicts become the normalised ones
+
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**12), st.text(max_size=12),
+                    st.sampled_from(["1", "0", "true", "1764821039", " 1764821039", "5", "ip-dst "]))
+RAW_KEYS = ["uuid", "type", "category", "value", "to_ids", "deleted", "comment", "timestamp", "first_seen",
+            "last_seen", "object_relation", "distribution", "warnings", "decay_score", "data", "id", "event_id"]
+TAGS = st.one_of(st.none(), st.lists(st.one_of(st.text(max_size=8), st.fixed_dictionaries({"name": st.text(max_size=8)})),
+                                      max_size=3))
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(raw=st.dictionaries(st.sampled_from(RAW_KEYS), SCALARS), tags=TAGS, attribute_tags=TAGS,
+       galaxies=st.sampled_from([None, [], [PHISHING_GALAXY]]))
+def test_reused_attribute_matches_new_one(raw: dict, tags, attribute_tags, galaxies) -> None:
+    for key, value in (("Tag", tags), ("AttributeTag", attribute_tags), ("Galaxy", galaxies)):
+        if value is not None:
+            raw[key] = value
+    expected = normalize_attribute(copy.deepcopy(raw))
+    original = copy.deepcopy(raw)
+
+    reused = normalize_attribute(raw, reuse=True)
+
+    assert reused is raw
+    assert {key: reused[key] for key in expected} == expected
+    assert not {"Tag", "AttributeTag", "Galaxy"} & reused.keys()
+    assert {key: value for key, value in reused.items() if key not in expected} == {
+        key: value for key, value in original.items() if key not in expected and key not in ("Tag", "AttributeTag", "Galaxy")
+    }

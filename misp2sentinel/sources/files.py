@@ -96,7 +96,7 @@ def _read_file(path: Path, report: RunReport) -> Iterator[dict]:
         return
     del data
     try:
-        events = events_from_document(document)
+        events = events_from_document(document, reuse=True)
     except ValueError as error:
         report.input_failed(str(path), f"not MISP JSON: {error}")
         return

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any, NoReturn
@@ -53,7 +54,10 @@ EVENT_DEPTH = 2
 TRUNCATED = "not valid JSON: the file ends inside the JSON document"
 
 ARRAY_KEYS = ("Attribute", "Object")
-NORMALIZERS: dict[str, Callable[[dict], dict]] = {"Attribute": normalize_attribute, "Object": normalize_object}
+# Each streamed item is a fresh dict, so it becomes the normalised one, as in a file read whole.
+NORMALIZERS: dict[str, Callable[[dict], dict]] = {
+    "Attribute": partial(normalize_attribute, reuse=True), "Object": partial(normalize_object, reuse=True),
+}
 
 
 class NotSingleEvent(Exception):

@@ -131,11 +131,14 @@ def _text_or_none(value: Any) -> str | None:
     return to_text(value) or None
 
 
-def normalize_attribute(raw: dict) -> dict:
+def normalize_attribute(raw: dict, *, reuse: bool = False) -> dict:
     """Normalise one MISP attribute; see the module docstring for the shape.
 
     This runs once per attribute, so the common types (strings, booleans, digit strings) are read
-    inline and the general converters run only for the other shapes.
+    inline and the general converters run only for the other shapes. With `reuse`, the raw dict
+    itself becomes the normalised attribute: its keys are set to their normalised values, `Tag`,
+    `AttributeTag` and `Galaxy` are dropped, and the other raw keys stay. A large file then never
+    holds two dicts per attribute.
     """
     problems: list[str] = []
     get = raw.get
@@ -147,10 +150,10 @@ def normalize_attribute(raw: dict) -> dict:
     comment = get("comment")
     category = get("category")
     tags = get("Tag")
+    attribute_tags = get("AttributeTag")
     galaxies = get("Galaxy")
     data = get("data")
     timestamp = get("timestamp")
-    distribution = get("distribution")
     first_seen = get("first_seen")
     last_seen = get("last_seen")
     relation = get("object_relation")
@@ -159,29 +162,69 @@ def normalize_attribute(raw: dict) -> dict:
         timestamp = int(timestamp)
     else:
         timestamp = to_timestamp(timestamp, problems, "timestamp")
-    return {
-        "problem": problems,
-        "uuid": uuid if uuid.__class__ is str else to_text(uuid),
-        "type": attribute_type.strip() if attribute_type.__class__ is str else (to_text(attribute_type) or "").strip(),
-        "category": category if category.__class__ is str else to_text(category),
-        "value": value if value.__class__ is str else value_text(value),
-        "to_ids": to_ids if to_ids.__class__ is bool else to_bool(to_ids),
-        "timestamp": timestamp,
-        "first_seen": None if first_seen is None else _text_or_none(first_seen),
-        "last_seen": None if last_seen is None else _text_or_none(last_seen),
-        "comment": comment if comment.__class__ is str else to_text(comment) or "",
-        "deleted": deleted if deleted.__class__ is bool else bool(to_bool(deleted)),
-        "tags": tag_names(tags, get("AttributeTag")) if tags or get("AttributeTag") else [],
-        "object_relation": None if relation is None else _text_or_none(relation),
-        "distribution": to_int(distribution),
-        "warnings": get("warnings") or None,
-        "galaxies": galaxy_clusters(galaxies) if galaxies else [],
-        "decay_score": get("decay_score") or None,
-        "data": data if data.__class__ is str else None,
-    }
+    if not reuse:
+        return {
+            "problem": problems,
+            "uuid": uuid if uuid.__class__ is str else to_text(uuid),
+            "type": attribute_type.strip() if attribute_type.__class__ is str else (to_text(attribute_type) or "").strip(),
+            "category": category if category.__class__ is str else to_text(category),
+            "value": value if value.__class__ is str else value_text(value),
+            "to_ids": to_ids if to_ids.__class__ is bool else to_bool(to_ids),
+            "timestamp": timestamp,
+            "first_seen": None if first_seen is None else _text_or_none(first_seen),
+            "last_seen": None if last_seen is None else _text_or_none(last_seen),
+            "comment": comment if comment.__class__ is str else to_text(comment) or "",
+            "deleted": deleted if deleted.__class__ is bool else bool(to_bool(deleted)),
+            "tags": tag_names(tags, attribute_tags) if tags or attribute_tags else [],
+            "object_relation": None if relation is None else _text_or_none(relation),
+            "distribution": to_int(get("distribution")),
+            "warnings": get("warnings") or None,
+            "galaxies": galaxy_clusters(galaxies) if galaxies else [],
+            "decay_score": get("decay_score") or None,
+            "data": data if data.__class__ is str else None,
+        }
+    # The same values as above, set only where the raw value differs from the normalised one.
+    raw["problem"] = problems
+    if uuid.__class__ is not str:
+        raw["uuid"] = to_text(uuid)
+    raw["type"] = attribute_type.strip() if attribute_type.__class__ is str else (to_text(attribute_type) or "").strip()
+    if category.__class__ is not str:
+        raw["category"] = to_text(category)
+    if value.__class__ is not str:
+        raw["value"] = value_text(value)
+    if to_ids.__class__ is not bool:
+        raw["to_ids"] = to_bool(to_ids)
+    raw["timestamp"] = timestamp
+    raw["first_seen"] = None if first_seen is None else _text_or_none(first_seen)
+    raw["last_seen"] = None if last_seen is None else _text_or_none(last_seen)
+    if comment.__class__ is not str:
+        raw["comment"] = to_text(comment) or ""
+    if deleted.__class__ is not bool:
+        raw["deleted"] = bool(to_bool(deleted))
+    raw["tags"] = tag_names(tags, attribute_tags) if tags or attribute_tags else []
+    raw["object_relation"] = None if relation is None else _text_or_none(relation)
+    raw["distribution"] = to_int(get("distribution"))
+    raw["warnings"] = get("warnings") or None
+    raw["galaxies"] = galaxy_clusters(galaxies) if galaxies else []
+    raw["decay_score"] = get("decay_score") or None
+    if data.__class__ is not str:
+        raw["data"] = None
+    if tags is not None:
+        del raw["Tag"]
+    if attribute_tags is not None:
+        del raw["AttributeTag"]
+    if galaxies is not None:
+        del raw["Galaxy"]
+    return raw
 
 
-def normalize_object(raw: dict) -> dict:
+def _reused_attribute(raw: dict) -> dict:
+    return normalize_attribute(raw, reuse=True)
+
+
+def normalize_object(raw: dict, *, reuse: bool = False) -> dict:
+    """Normalise one MISP object; `reuse` reuses its attributes' raw dicts (see `normalize_attribute`)."""
+    normalize = _reused_attribute if reuse else normalize_attribute
     return {
         "uuid": to_text(raw.get("uuid")),
         "name": to_text(raw.get("name")) or "",
@@ -189,8 +232,12 @@ def normalize_object(raw: dict) -> dict:
         "comment": to_text(raw.get("comment")) or "",
         "deleted": bool(to_bool(raw.get("deleted"))),
         "distribution": to_int(raw.get("distribution")),
-        "attributes": [normalize_attribute(a) for a in as_list(raw.get("Attribute")) if isinstance(a, dict)],
+        "attributes": [normalize(a) for a in as_list(raw.get("Attribute")) if isinstance(a, dict)],
     }
+
+
+def _reused_object(raw: dict) -> dict:
+    return normalize_object(raw, reuse=True)
 
 
 def normalize_org(raw: Any) -> dict | None:
@@ -212,13 +259,16 @@ def _sharing_group(raw: dict) -> dict | None:
     return {"id": group_id, "uuid": to_text(group.get("uuid")), "name": to_text(group.get("name"))}
 
 
-def normalize_event(raw: dict) -> dict:
+def normalize_event(raw: dict, *, reuse: bool = False) -> dict:
     """Normalise one MISP event (the content of `{"Event": ...}`).
 
     `problem` lists what makes the event unusable (an impossible timestamp); the mapper then skips
-    its attributes as invalid rather than guess.
+    its attributes as invalid rather than guess. With `reuse`, the raw attribute dicts become the
+    normalised ones (see `normalize_attribute`), so the caller must not read `raw` afterwards.
     """
     problems: list[str] = []
+    normalize_attributes = _reused_attribute if reuse else normalize_attribute
+    normalize_objects = _reused_object if reuse else normalize_object
     return {
         "problem": problems,
         "uuid": to_text(raw.get("uuid")),
@@ -233,8 +283,8 @@ def normalize_event(raw: dict) -> dict:
         "orgc": normalize_org(raw.get("Orgc")),
         "tags": tag_names(raw.get("Tag"), raw.get("EventTag")),
         "galaxies": galaxy_clusters(raw.get("Galaxy")),
-        "attributes": [normalize_attribute(a) for a in as_list(raw.get("Attribute")) if isinstance(a, dict)],
-        "objects": [normalize_object(o) for o in as_list(raw.get("Object")) if isinstance(o, dict)],
+        "attributes": [normalize_attributes(a) for a in as_list(raw.get("Attribute")) if isinstance(a, dict)],
+        "objects": [normalize_objects(o) for o in as_list(raw.get("Object")) if isinstance(o, dict)],
     }
 
 
@@ -293,40 +343,42 @@ def events_from_attribute_search(attributes: list) -> list[dict]:
     return events
 
 
-def events_from_document(document: Any) -> list[dict]:
+def events_from_document(document: Any, *, reuse: bool = False) -> list[dict]:
     """Return the normalised events of one MISP JSON document, in any shape MISP writes.
 
-    Raises ValueError when the document holds no MISP event or attribute.
+    With `reuse`, the events' raw attribute dicts become the normalised ones (see
+    `normalize_attribute`), so the caller must not read the document afterwards. Raises ValueError
+    when the document holds no MISP event or attribute.
     """
     events: list[dict] = []
-    _collect(document, events, depth=0)
+    _collect(document, events, 0, reuse)
     return events
 
 
-def _collect(document: Any, events: list[dict], depth: int) -> None:
+def _collect(document: Any, events: list[dict], depth: int, reuse: bool) -> None:
     if depth > 3:
         raise ValueError("nested too deeply to be MISP JSON")
     if isinstance(document, list):
         for item in document:
-            _collect(item, events, depth + 1)
+            _collect(item, events, depth + 1, reuse)
         return
     if not isinstance(document, dict):
         raise ValueError(f"expected a JSON object or array, found {json_type(document)}")
     if "Event" in document and isinstance(document["Event"], dict):
-        events.append(normalize_event(document["Event"]))
+        events.append(normalize_event(document["Event"], reuse=reuse))
         return
     if "response" in document:
         response = document["response"]
         if isinstance(response, dict) and "Attribute" in response:
             events.extend(events_from_attribute_search(as_list(response["Attribute"])))
             return
-        _collect(response, events, depth + 1)
+        _collect(response, events, depth + 1, reuse)
         return
     if isinstance(document.get("Attribute"), list) and "info" not in document and "uuid" not in document:
         # An attribute search result without the "response" envelope.
         events.extend(events_from_attribute_search(document["Attribute"]))
         return
     if looks_like_event(document):
-        events.append(normalize_event(document))
+        events.append(normalize_event(document, reuse=reuse))
         return
     raise ValueError("no MISP event found (expected {\"Event\": ...}, an event object or {\"response\": ...})")
