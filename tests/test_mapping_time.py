@@ -11,9 +11,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from misp2sentinel.config import LifetimeDays, MappingSettings
+from misp2sentinel.mapping import lifetime
 from misp2sentinel.report import STALE
+from misp2sentinel.sources.normalize import LATEST_TIMESTAMP
 from tests.conftest import (
     ATTRIBUTE_TIMESTAMP,
     EVENT_TIMESTAMP,
@@ -300,3 +304,9 @@ def test_created_never_after_run_time():
     indicator = map_one(misp_attribute("ip-dst", "198.51.100.7", timestamp=future)).only
 
     assert stix_time(indicator["created"]) == NOW
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(seconds=st.integers(0, LATEST_TIMESTAMP))
+def test_epoch_text_matches_stix_timestamp(seconds: int) -> None:
+    assert lifetime.epoch_text(seconds) == lifetime.stix_timestamp(lifetime.from_epoch(seconds))

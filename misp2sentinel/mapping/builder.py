@@ -102,10 +102,11 @@ class EventContext:
         # `indicator_types` per (threat types, category), and the marking id per TLP rank.
         self.indicator_types: dict[tuple, list[str]] = {}
         self.marking_ids = [marking_id(rank, settings.tlp_version) for rank in range(len(TLP_NAMES))]
-        # For the short path (`plain`): the shared properties per combination, each attribute
-        # timestamp as a datetime and its STIX text, and the run-time ends of validity with their text.
+        # For the short path (`plain`): the shared properties per combination, the run time in Unix
+        # seconds, the STIX text of each attribute timestamp, and of each run-time end of validity.
         self.templates: dict[tuple, object] = {}
-        self.epoch_times: dict[int, tuple[datetime, str]] = {}
+        self.now_seconds = now.timestamp()
+        self.epoch_texts: dict[int, str] = {}
         self.plain_ends: dict[int, str] = {}
 
     def skip(self, attribute: dict, reason: str, detail: str) -> Skip:

@@ -50,21 +50,19 @@ def plain_record(context, attribute: dict, misp_object, parts: list) -> Record |
     if (part.__class__ is not Part or not timestamp or attribute.get("first_seen") or attribute.get("last_seen")
             or attribute.get("galaxies") or (part.extra and settings.pattern_style == "combined")):
         return None
-    now = context.now
-    times = context.epoch_times.get(timestamp)
-    if times is None:
-        moment = lifetime.from_epoch(timestamp)
-        times = context.epoch_times[timestamp] = (moment, lifetime.stix_timestamp(moment))
-    moment, moment_text = times
     days = getattr(settings.lifetime_days, part.kind)
-    if days == "never" or moment > now:
+    if days == "never" or timestamp > context.now_seconds:
         return None
+    moment_text = context.epoch_texts.get(timestamp)
+    if moment_text is None:
+        moment_text = context.epoch_texts[timestamp] = lifetime.epoch_text(timestamp)
     # Validity starts no later than now and lasts at least a day from now, so it has not ended.
     until_text = context.plain_ends.get(days)
     if until_text is None:
+        now = context.now
         until = context.run_ends.get(days)
         if until is None:
-            until = context.run_ends[days] = lifetime.valid_until(attribute, moment, now, days)
+            until = context.run_ends[days] = lifetime.valid_until(attribute, lifetime.from_epoch(timestamp), now, days)
         until_text = context.plain_ends[days] = lifetime.stix_timestamp(until)
     if (part.network is not None or part.digest is not None) and sanity_skip(part, settings.sanity) is not None:
         return None

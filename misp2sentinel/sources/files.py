@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,8 +45,9 @@ def _read_folder(folder: Path, report: RunReport) -> Iterator[dict]:
         if not entries:
             report.input_failed(str(folder), "the folder has no manifest.json and no *.json files")
         for entry in entries:
-            if entry.is_file():
-                yield from _read_file(entry, report)
+            size = _regular_file_size(entry)
+            if size is not None:
+                yield from _read_file(entry, report, size)
             else:
                 report.input_failed(str(entry), "not a regular file (a folder, or a link to nothing)")
         return
@@ -59,14 +62,27 @@ def _read_folder(folder: Path, report: RunReport) -> Iterator[dict]:
         return
     for event_uuid in manifest:
         event_path = folder / f"{event_uuid}.json"
-        if not event_path.is_file():
+        size = _regular_file_size(event_path)
+        if size is None:
             report.input_failed(str(event_path), "listed in manifest.json but missing from the feed folder")
             continue
-        yield from _read_file(event_path, report)
+        yield from _read_file(event_path, report, size)
 
 
-def _read_file(path: Path, report: RunReport) -> Iterator[dict]:
-    if incremental.available() and _is_large(path):
+def _regular_file_size(path: Path) -> int | None:
+    """Return the size of a regular file (following links), or None for anything else or nothing."""
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return status.st_size if stat.S_ISREG(status.st_mode) else None
+
+
+def _read_file(path: Path, report: RunReport, size: int | None = None) -> Iterator[dict]:
+    """Yield the events of one file; `size`, when the caller has it, saves a second stat."""
+    if size is None:
+        size = _size(path)
+    if incremental.available() and size > LARGE_FILE_BYTES:
         try:
             event = incremental.read_large_event(path, report)
         except incremental.NotSingleEvent as reason:
@@ -107,9 +123,9 @@ def _read_file(path: Path, report: RunReport) -> Iterator[dict]:
     yield from events
 
 
-def _is_large(path: Path) -> bool:
+def _size(path: Path) -> int:
     try:
-        return path.stat().st_size > LARGE_FILE_BYTES
+        return path.stat().st_size
     except OSError:
         # The whole-file path reports why the file cannot be read.
-        return False
+        return 0
