@@ -139,29 +139,32 @@ class ObjectContext:
         self.comment = (misp_object.get("comment") or "").strip()
         self.source, self.valid_uuid = ids.object_source(misp_object, event)
         tags: list[str] = []
+        galaxies: list[dict] = []
+        self.rule_name = None
+        self._siblings: list[tuple[int, str]] = []
+        # One pass over the attributes collects their tags, galaxies, rule name and sibling notes.
         for attribute in misp_object["attributes"]:
             for tag in attribute["tags"]:
                 if tag not in tags:
                     tags.append(tag)
-        self.tags = tags
-        self.summary = summarize(tags)
-        galaxies = [cluster for attribute in misp_object["attributes"] for cluster in attribute.get("galaxies") or ()]
-        self.clusters = clusters_from(tags, galaxies)
-        self.has_galaxies = bool(galaxies)
-        self.rule_name = None
-        # Labels from tags and the cluster context of this object's attributes, per (own tags, TLP).
-        self.levels: dict[tuple, tuple] = {}
-        self._siblings: list[tuple[int, str]] = []
-        for attribute in misp_object["attributes"]:
-            if attribute["deleted"] or attribute.get("value") is None:
+            if attribute.get("galaxies"):
+                galaxies.extend(attribute["galaxies"])
+            value = attribute.get("value")
+            if attribute["deleted"] or value is None:
                 continue
             relation = attribute.get("object_relation") or attribute["type"]
             if relation in RULE_NAME_RELATIONS and self.rule_name is None:
-                self.rule_name = short_name(attribute["value"])
-            text = " ".join(str(attribute["value"]).split())
+                self.rule_name = short_name(value)
+            text = " ".join(str(value).split())
             if len(text) > SIBLING_VALUE_LENGTH:
                 text = text[: SIBLING_VALUE_LENGTH - 1] + "…"
             self._siblings.append((id(attribute), f"{relation}: {text}"))
+        self.tags = tags
+        self.summary = summarize(tags)
+        self.clusters = clusters_from(tags, galaxies) if tags or galaxies else []
+        self.has_galaxies = bool(galaxies)
+        # Labels from tags and the cluster context of this object's attributes, per (own tags, TLP).
+        self.levels: dict[tuple, tuple] = {}
 
     def labels(self, relation: str | None) -> list[str]:
         labels = [f'misp:object="{self.name}"']
