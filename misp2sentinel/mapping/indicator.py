@@ -179,33 +179,49 @@ def shared_properties(context, attributes: list[dict], misp_object, own: TagSumm
 
 def indicator(context, shared: Shared, part: Part, notes: list[str], until: datetime | None) -> dict:
     """Return the STIX indicator of one part; the caller sets its id."""
+    chatham_house = shared.chatham_house
+    return indicator_object(
+        "", shared.created, context.modified, part, shared.indicator_types, lifetime.stix_timestamp(shared.valid_from),
+        None if until is None else lifetime.stix_timestamp(until), shared.labels, shared.confidence, shared.marking,
+        notes, shared.kill_chain_phases,
+        shared.references if chatham_house else context.external_references + shared.references,
+        None if context.identity is None or chatham_house else context.identity["id"],
+    )
+
+
+def indicator_object(stix_id: str, created: str, modified: str, part: Part, indicator_types: list[str], valid_from: str,
+                     valid_until: str | None, labels: list[str], confidence: int, marking: str, notes: list[str],
+                     kill_chain_phases: list[dict], references: list[dict], created_by: str | None) -> dict:
+    """Return a STIX indicator dict from its properties, in the order every bundle writes them.
+
+    Both the general path and the short path (`plain`) build indicators here. The lists it
+    receives are copied, except the kill chain phases and references, which it shares.
+    """
     stix = {
         "type": "indicator",
         "spec_version": "2.1",
-        "id": "",
-        "created": shared.created,
-        "modified": context.modified,
+        "id": stix_id,
+        "created": created,
+        "modified": modified,
         "name": part.name,
-        "indicator_types": list(shared.indicator_types),
+        "indicator_types": list(indicator_types),
         "pattern": part.pattern,
         "pattern_type": part.pattern_type,
     }
     if part.pattern_type == "stix":
         stix["pattern_version"] = "2.1"
-    stix["valid_from"] = lifetime.stix_timestamp(shared.valid_from)
-    if until is not None:
-        stix["valid_until"] = lifetime.stix_timestamp(until)
-    labels = shared.labels
+    stix["valid_from"] = valid_from
+    if valid_until is not None:
+        stix["valid_until"] = valid_until
     stix["labels"] = labels + [label for label in part.labels if label not in labels] if part.labels else list(labels)
-    stix["confidence"] = shared.confidence
-    stix["object_marking_refs"] = [shared.marking]
+    stix["confidence"] = confidence
+    stix["object_marking_refs"] = [marking]
     if notes:
         stix["description"] = "\n".join(notes)
-    if shared.kill_chain_phases:
-        stix["kill_chain_phases"] = shared.kill_chain_phases
-    references = shared.references if shared.chatham_house else context.external_references + shared.references
+    if kill_chain_phases:
+        stix["kill_chain_phases"] = kill_chain_phases
     if references:
         stix["external_references"] = references
-    if context.identity is not None and not shared.chatham_house:
-        stix["created_by_ref"] = context.identity["id"]
+    if created_by is not None:
+        stix["created_by_ref"] = created_by
     return stix

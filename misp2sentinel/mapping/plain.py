@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from misp2sentinel.mapping import lifetime
 from misp2sentinel.mapping.ids import CANONICAL_UUID, canonical_uuid
-from misp2sentinel.mapping.indicator import shared_properties
+from misp2sentinel.mapping.indicator import indicator_object, shared_properties
 from misp2sentinel.mapping.markings import EMPTY, decay_confidence, summarize
 from misp2sentinel.mapping.parts import Part
 from misp2sentinel.mapping.record import Record
@@ -100,31 +100,12 @@ def plain_record(context, attribute: dict, misp_object, parts: list) -> Record |
         if uuid is None:
             return None
 
-    stix = {
-        "type": "indicator",
-        "spec_version": "2.1",
-        "id": "indicator--" + uuid,
-        "created": moment_text,
-        "modified": context.modified,
-        "name": part.name,
-        "indicator_types": list(template.indicator_types),
-        "pattern": part.pattern,
-        "pattern_type": part.pattern_type,
-    }
-    if part.pattern_type == "stix":
-        stix["pattern_version"] = "2.1"
-    stix["valid_from"] = moment_text
-    stix["valid_until"] = until_text
-    labels = template.labels
-    stix["labels"] = labels + [label for label in part.labels if label not in labels] if part.labels else list(labels)
     confidence = template.confidence
     if (settings.use_decay_score and own.confidence is None and object_summary.confidence is None
             and context.summary.confidence is None):
         # No confidence tag at any level: the attribute's own decay score decides, as in `_confidence`.
         score = decay_confidence(attribute.get("decay_score"))
         confidence = settings.default_confidence if score is None else score
-    stix["confidence"] = confidence
-    stix["object_marking_refs"] = [template.marking]
     comment = attribute.get("comment")
     notes = [comment.strip()] if comment and comment.strip() else []
     if part.notes:
@@ -133,13 +114,10 @@ def plain_record(context, attribute: dict, misp_object, parts: list) -> Record |
         notes.extend(misp_object.notes(attribute))
     if template.event_note:
         notes.append(template.event_note)
-    if notes:
-        stix["description"] = "\n".join(notes)
-    if template.kill_chain_phases:
-        stix["kill_chain_phases"] = template.kill_chain_phases
-    if template.references:
-        stix["external_references"] = list(template.references)
-    if template.created_by is not None:
-        stix["created_by_ref"] = template.created_by
+    stix = indicator_object(
+        "indicator--" + uuid, moment_text, context.modified, part, template.indicator_types, moment_text, until_text,
+        template.labels, confidence, template.marking, notes, template.kill_chain_phases, list(template.references),
+        template.created_by,
+    )
     return Record(stix, uuid, part.part, True, True, context.event_uuid, attribute.get("uuid"), attribute_type, rank,
                   timestamp)
