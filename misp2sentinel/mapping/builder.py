@@ -246,7 +246,7 @@ def _map_attribute(context: EventContext, attribute: dict, misp_object: ObjectCo
 
 
 def _map_parts(context: EventContext, attribute: dict, misp_object: ObjectContext | None, parts: list) -> Iterator[Record | Skip]:
-    """The general path: every gate after `_parts`, for any number of parts."""
+    """Map the parts of one attribute on the general path: every gate after `_parts`, for any number of parts."""
     tags = attribute["tags"]
     own = summarize(tags) if tags else EMPTY
     object_summary = misp_object.summary if misp_object is not None else EMPTY

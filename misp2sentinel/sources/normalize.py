@@ -157,7 +157,7 @@ def normalize_attribute(raw: dict, *, reuse: bool = False) -> dict:
     first_seen = get("first_seen")
     last_seen = get("last_seen")
     relation = get("object_relation")
-    # MISP's usual digit string; 11 digits stay below LATEST_TIMESTAMP.
+    # MISP writes a digit string, and one of 11 digits stays below LATEST_TIMESTAMP.
     if timestamp.__class__ is str and len(timestamp) < 12 and timestamp.isdigit() and timestamp.isascii():
         timestamp = int(timestamp)
     else:
@@ -348,7 +348,7 @@ def events_from_document(document: Any, *, reuse: bool = False) -> list[dict]:
 
     With `reuse`, the events' raw attribute dicts become the normalised ones (see
     `normalize_attribute`), so the caller must not read the document afterwards. Raises ValueError
-    when the document holds no MISP event or attribute.
+    when the document contains no MISP event or attribute.
     """
     events: list[dict] = []
     _collect(document, events, 0, reuse)
