@@ -11,6 +11,7 @@ Every case runs under several mapping settings.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ from hypothesis import strategies as st
 from misp2sentinel.config import MappingSettings
 from misp2sentinel.mapping import builder, map_event, plain
 from misp2sentinel.report import NOT_IDS, Skip
-from misp2sentinel.sources.normalize import events_from_document, normalize_event
+from misp2sentinel.mapping.record import Record
+from misp2sentinel.sources.normalize import events_from_document, normalize_event, normalize_object
 from tests.conftest import ATTRIBUTE_TIMESTAMP, CORPUS, NOW, PHISHING_GALAXY, REPO_ROOT, misp_attribute, misp_event, misp_object
 
 BOUNDED = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -208,3 +210,51 @@ def test_not_itemized_counts_not_ids_once() -> None:
     assert not_ids[0].describe().startswith("skipped 3 attributes of event")
     assert [item for item in counted if not isinstance(item, Skip)] == [item for item in itemized if not isinstance(item, Skip)]
     assert sum(1 for item in itemized if isinstance(item, Skip)) == 3
+
+
+def technique_galaxy(number: int) -> dict:
+    """Return an ATT&CK galaxy with one technique of its own, T1000 + `number`."""
+    attack_id = f"T{1000 + number}"
+    return {
+        "type": "mitre-attack-pattern",
+        "GalaxyCluster": [{
+            "type": "mitre-attack-pattern", "value": f"Technique {number} - {attack_id}",
+            "meta": {"external_id": [attack_id], "kill_chain": ["mitre-attack:execution"]},
+        }],
+    }
+
+
+def test_streamed_objects_with_galaxies_keep_their_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Objects read one at a time from a large file are freed after mapping, and a later object can
+    reuse a freed one's address; each object with galaxies must still get its own context."""
+
+    raw_objects = [
+        misp_object(
+            "domain-ip",
+            misp_attribute("domain", f"host{number}.example.com", object_relation="domain", Galaxy=[technique_galaxy(number)]),
+            misp_attribute("ip-dst", f"198.51.100.{number + 1}", object_relation="ip"),
+        )
+        for number in range(40)
+    ]
+
+    def streamed_objects():
+        # One dict refilled for each object: the extreme case of a freed object's address coming back.
+        reused = {}
+        for raw in raw_objects:
+            reused.clear()
+            reused.update(normalize_object(copy.deepcopy(raw)))
+            yield reused
+
+    event = normalize_event(misp_event())
+    event["objects"] = streamed_objects()
+    fast = list(map_event(event, MappingSettings(), NOW))
+    with monkeypatch.context() as patch:
+        patch.setattr(builder, "plain_record", lambda *arguments: None)
+        event["objects"] = streamed_objects()
+        general = list(map_event(event, MappingSettings(), NOW))
+
+    assert_same(fast, general)
+    addresses = [item for item in fast if isinstance(item, Record) and item.attribute_type == "ip-dst"]
+    assert len(addresses) == 40
+    for number, record in enumerate(addresses):
+        assert f"attack-pattern:Technique {number} - T{1000 + number}" in record.stix["labels"]

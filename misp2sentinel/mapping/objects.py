@@ -165,6 +165,8 @@ class ObjectContext:
         self.has_galaxies = bool(galaxies)
         # Labels from tags and the cluster context of this object's attributes, per (own tags, TLP).
         self.levels: dict[tuple, tuple] = {}
+        # The short path's templates (`plain`) of an object with galaxies, which no other object shares.
+        self.templates: dict[tuple, object] = {}
 
     def labels(self, relation: str | None) -> list[str]:
         labels = [f'misp:object="{self.name}"']

@@ -81,14 +81,16 @@ def plain_record(context, attribute: dict, misp_object, parts: list) -> Record |
     attribute_type = attribute["type"]
     if misp_object is None:
         key = (tuple(tags), rank, attribute_type, attribute.get("category"))
+        templates = context.templates
     elif misp_object.has_galaxies:
-        # Galaxies of the object's attributes add context that its name and tags do not capture.
-        key = (tuple(tags), rank, attribute_type, attribute.get("category"), attribute.get("object_relation"),
-               id(misp_object.object))
+        # Galaxies of the object's attributes add context that its name and tags do not capture, so
+        # such an object keeps its templates to itself.
+        key = (tuple(tags), rank, attribute_type, attribute.get("category"), attribute.get("object_relation"))
+        templates = misp_object.templates
     else:
         key = (tuple(tags), rank, attribute_type, attribute.get("category"), attribute.get("object_relation"),
                misp_object.name, tuple(misp_object.tags))
-    templates = context.templates
+        templates = context.templates
     template = templates.get(key)
     if template is None:
         template = templates[key] = Template(context, attribute, misp_object, own, object_summary, rank)
