@@ -248,6 +248,76 @@ def test_shape_attribute_search_several_attributes():
     assert patterns_of(events) == ["[ipv4-addr:value = '198.51.100.7']", "[domain-name:value = 'example.com']"]
 
 
+@pytest.mark.parametrize(
+    "tags",
+    [
+        pytest.param({"Tag": "tlp:red"}, id="Tag as a string"),
+        pytest.param({"Tag": [], "AttributeTag": [{"Tag": {"name": "tlp:red"}}]}, id="AttributeTag row"),
+        pytest.param({"Tag": [{"Tag": {"name": "tlp:red"}}]}, id="Tag row inside Tag"),
+        pytest.param({"Tag": ["tlp:red", 5, {"name": None}]}, id="Tag list with junk"),
+    ],
+)
+def test_attribute_search_reads_every_tag_shape(tags):
+    """A TLP tag in any shape MISP writes is read, and odd entries beside it are ignored."""
+    document = {"response": {"Attribute": [attribute_search_result(EVENT_CONTEXT, **tags)]}}
+
+    events = events_from_document(document)
+
+    assert events[0]["attributes"][0]["tags"] == ["tlp:red"]
+    assert map_normalised(events[0]).skip_reasons() == ["above_max_tlp"]
+
+
+def test_attribute_keyed_by_index_keeps_valid_entries():
+    """A dict keyed by index with one entry that is not an attribute still gives the others."""
+    event = misp_event()
+    event["Attribute"] = {"0": misp_attribute("ip-dst", "198.51.100.7"), "1": "junk"}
+
+    events = events_from_document({"Event": event})
+
+    assert [attribute["value"] for attribute in events[0]["attributes"]] == ["198.51.100.7"]
+
+
+@pytest.mark.parametrize("timestamp", ["inf", "-Infinity", "1e400", "nan"])
+def test_infinite_timestamp_read_as_missing(timestamp):
+    """A timestamp that is not a finite number is treated as missing, like any other text, and the
+    indicator's validity starts at the event's timestamp."""
+    event = misp_event(misp_attribute("ip-dst", "198.51.100.7", timestamp=timestamp))
+
+    normalised = events_from_document({"Event": event})[0]
+    indicator = map_normalised(normalised).only
+
+    assert normalised["attributes"][0]["timestamp"] is None
+    assert indicator["valid_from"] == "2025-12-01T00:00:00.000Z"
+
+
+def test_manifest_key_outside_the_feed_is_skipped(tmp_path):
+    """Manifest keys name files in the feed folder, so a key that is not an event uuid is refused."""
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"Event": misp_event(misp_attribute("ip-dst", "198.51.100.7"))}), encoding="utf-8")
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    (feed / "manifest.json").write_text(json.dumps({"../outside": {}, str(tmp_path / "outside"): {}}), encoding="utf-8")
+    report = RunReport("export")
+
+    events = list(read_sources([feed], report))
+
+    assert events == []
+    assert report.inputs_failed == 2
+    assert all("which is not an event uuid" in message for message in report.failure_messages)
+
+
+def test_manifest_entry_that_is_a_folder(tmp_path):
+    feed = tmp_path / "feed"
+    (feed / f"{EVENT_UUID}.json").mkdir(parents=True)
+    (feed / "manifest.json").write_text(json.dumps({EVENT_UUID: {}}), encoding="utf-8")
+    report = RunReport("export")
+
+    assert list(read_sources([feed], report)) == []
+    assert report.failure_messages == [
+        f"input {feed / (EVENT_UUID + '.json')} failed: listed in manifest.json but not a regular file (a folder, a pipe or a device)"
+    ]
+
+
 def object_event(objects: object) -> dict:
     event = misp_event()
     event["Object"] = objects

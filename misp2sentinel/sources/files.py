@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,10 @@ from misp2sentinel.sources import incremental
 from misp2sentinel.sources.normalize import events_from_document
 
 log = logging.getLogger(__name__)
+
+# A feed manifest's keys: event uuids, which name the event files.
+EVENT_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+MISSING = "missing (or a link to nothing)"
 
 # Files larger than this are read incrementally when they contain one {"Event": ...}. Reading a
 # file whole keeps its bytes, the parsed JSON and the normalised event in memory together, and
@@ -45,11 +50,11 @@ def _read_folder(folder: Path, report: RunReport) -> Iterator[dict]:
         if not entries:
             report.input_failed(str(folder), "the folder has no manifest.json and no *.json files")
         for entry in entries:
-            size = _regular_file_size(entry)
-            if size is not None:
+            size, problem = _regular_file_size(entry)
+            if problem is None:
                 yield from _read_file(entry, report, size)
             else:
-                report.input_failed(str(entry), "not a regular file (a folder, or a link to nothing)")
+                report.input_failed(str(entry), problem)
         return
 
     try:
@@ -61,21 +66,31 @@ def _read_folder(folder: Path, report: RunReport) -> Iterator[dict]:
         report.input_failed(str(manifest_path), "the feed manifest is not a JSON object keyed by event uuid")
         return
     for event_uuid in manifest:
-        event_path = folder / f"{event_uuid}.json"
-        size = _regular_file_size(event_path)
-        if size is None:
-            report.input_failed(str(event_path), "listed in manifest.json but missing from the feed folder")
+        if not EVENT_UUID.fullmatch(event_uuid):
+            # A key is joined to the folder, so "../x" or "/x" would read a file outside the feed.
+            report.input_failed(str(manifest_path), f"lists {event_uuid!r}, which is not an event uuid, so it is skipped")
             continue
-        yield from _read_file(event_path, report, size)
+        event_path = folder / f"{event_uuid}.json"
+        size, problem = _regular_file_size(event_path)
+        if problem == MISSING:
+            report.input_failed(str(event_path), "listed in manifest.json but missing from the feed folder")
+        elif problem is not None:
+            report.input_failed(str(event_path), f"listed in manifest.json but {problem}")
+        else:
+            yield from _read_file(event_path, report, size)
 
 
-def _regular_file_size(path: Path) -> int | None:
-    """Return the size of a regular file (following links), or None for anything else or nothing."""
+def _regular_file_size(path: Path) -> tuple[int, str | None]:
+    """Return (size, None) for a regular file, following links, else (0, the problem)."""
     try:
         status = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return status.st_size if stat.S_ISREG(status.st_mode) else None
+    except FileNotFoundError:
+        return 0, MISSING
+    except OSError as error:
+        return 0, f"cannot read the file: {error.strerror}"
+    if not stat.S_ISREG(status.st_mode):
+        return 0, "not a regular file (a folder, a pipe or a device)"
+    return status.st_size, None
 
 
 def _read_file(path: Path, report: RunReport, size: int | None = None) -> Iterator[dict]:

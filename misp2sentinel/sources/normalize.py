@@ -50,7 +50,8 @@ def to_int(value: Any) -> int | None:
         return value
     try:
         return int(float(str(value).strip()))
-    except ValueError:
+    except (ValueError, OverflowError):
+        # Not a number, or an infinite one ("inf", "1e400").
         return None
 
 
@@ -106,8 +107,8 @@ def as_list(value: Any) -> list:
     if isinstance(value, list):
         return value
     if isinstance(value, dict):
-        keyed_by_index = value and all(str(key).isdigit() for key in value)
-        if keyed_by_index and all(isinstance(v, dict) for v in value.values()):
+        if value and all(str(key).isdigit() for key in value):
+            # Keyed by index; an entry that is not a dict is dropped by the caller, as in a list.
             return list(value.values())
         return [value]
     return []
@@ -330,14 +331,15 @@ def events_from_attribute_search(attributes: list) -> list[dict]:
             events.append(event)
         attribute = normalize_attribute(raw)
         # Tags copied from the event by includeEventTags carry "inherited": 1; they are event tags.
-        attribute["tags"] = [
-            t["name"] if isinstance(t, dict) else t
-            for t in as_list(raw.get("Tag"))
-            if not (isinstance(t, dict) and to_bool(t.get("inherited")))
-        ]
-        inherited = [t.get("name") for t in as_list(raw.get("Tag")) if isinstance(t, dict) and to_bool(t.get("inherited"))]
-        for name in inherited:
-            if name and name not in events[-1]["tags"]:
+        # Every other shape (a name, a string, an AttributeTag row) is the attribute's own, read by
+        # tag_names as in a whole event, so that no TLP tag is missed.
+        tags = raw.get("Tag")
+        entries = [tags] if isinstance(tags, str) else as_list(tags)
+        inherited = [entry for entry in entries if isinstance(entry, dict) and to_bool(entry.get("inherited"))]
+        own = [entry for entry in entries if not any(entry is known for known in inherited)]
+        attribute["tags"] = tag_names(own, raw.get("AttributeTag"))
+        for name in tag_names(inherited):
+            if name not in events[-1]["tags"]:
                 events[-1]["tags"].append(name)
         events[-1]["attributes"].append(attribute)
     return events
