@@ -105,6 +105,8 @@ class Selection(Model):
 
 
 Days = int | Literal["never"]
+# A longer lifetime could carry valid_until past the year 9999, which STIX timestamps cannot write.
+MAX_LIFETIME_DAYS = 36500
 
 # STIX 2.1 indicator-type-ov, the values `mapping.default_indicator_type` may take.
 IndicatorType = Literal[
@@ -146,8 +148,8 @@ class LifetimeDays(Model):
     def _check_days(cls, value: Any) -> Any:
         if value == "never":
             return value
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError("expected a whole number of days, 1 or more, or never")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIFETIME_DAYS:
+            raise ValueError(f"expected a whole number of days from 1 to {MAX_LIFETIME_DAYS} (100 years), or never")
         return value
 
 

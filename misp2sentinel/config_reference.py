@@ -65,7 +65,7 @@ MEANINGS: dict[str, str] = {
     "mapping.use_decay_score": "after the tags, take the confidence from MISP's decay score",
     "mapping.default_indicator_type": "`indicator_types` value for MISP categories without their own",
     "mapping.pattern_style": "simple: one comparison per indicator; combined: one AND pattern per composite",
-    "mapping.lifetime_days": "whole days (1 or more) an indicator stays valid after `last_seen` or the run time, "
+    "mapping.lifetime_days": "whole days (1 to 36500) an indicator stays valid after `last_seen` or the run time, "
     "per kind; `never` sends no `valid_until`",
     "mapping.lifetime_days.ip": "IP addresses and networks",
     "mapping.lifetime_days.domain": "domain and host names",

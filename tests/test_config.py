@@ -429,6 +429,16 @@ misp:
     assert any(problem.startswith("misp.filter.types: unknown key") for problem in problems)
 
 
+@pytest.mark.parametrize(("days", "accepted"), [(36500, True), (36501, False), (3_000_000, False), ("never", True)])
+def test_lifetime_days_bounded(days, accepted):
+    """A lifetime past 100 years could carry valid_until beyond what a STIX timestamp can write."""
+    if accepted:
+        assert MappingSettings(lifetime_days={"ip": days}).lifetime_days.ip == days
+        return
+    with pytest.raises(ValueError, match="from 1 to 36500"):
+        MappingSettings(lifetime_days={"ip": days})
+
+
 def test_mapping_defaults_match_the_model():
     """An export without a configuration maps with the plain-data defaults, so they must equal the model's."""
     assert dataclasses.asdict(DEFAULT_MAPPING) == MappingSettings().model_dump()

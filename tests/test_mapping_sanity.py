@@ -129,6 +129,20 @@ def test_broad_cidr_default_prefix(value, skipped):
     assert mapped.skip_reasons() == ([BROAD_CIDR] if skipped else [])
 
 
+@pytest.mark.parametrize(("value", "skipped"), [
+    ("::ffff:0:0/96", True),
+    ("::ffff:8.0.0.0/104", True),
+    ("::ffff:45.0.0.0/112", False),
+    ("2002:2d00::/24", True),
+    ("2002:2d0a:1400::/40", False),
+])
+def test_broad_cidr_judges_carried_ipv4_block(value, skipped):
+    """An IPv4-mapped or 6to4 block is as broad as the IPv4 block it carries (`::ffff:0:0/96` is all of IPv4)."""
+    mapped = map_value("ip-src", value)
+
+    assert mapped.skip_reasons() == ([BROAD_CIDR] if skipped else [])
+
+
 def test_broad_cidr_configured_prefix():
     settings = MappingSettings(sanity=SanityFilter(ipv4_min_prefix=24, ipv6_min_prefix=64))
 

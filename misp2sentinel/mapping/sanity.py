@@ -9,7 +9,8 @@ such as `10.0.0.0/8` passes them. This filter skips, each with its own reason an
   (`2002::/16`) IPv6 addresses are judged by the IPv4 address they carry.
   Documentation ranges (`192.0.2.0/24`, `198.51.100.0/24`, `203.0.113.0/24`, `2001:db8::/32`)
   are not filtered.
-* CIDR blocks broader than the configured prefix length.
+* CIDR blocks broader than the configured prefix length. An IPv4-mapped or 6to4 block is held to
+  the IPv4 minimum for the IPv4 block it carries (`::ffff:0:0/96` is all of IPv4).
 * hashes of empty content (the MD5, SHA and ssdeep digests of zero bytes).
 """
 
@@ -57,6 +58,18 @@ IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 
 
+def carried_ipv4(network: Network) -> ipaddress.IPv4Network | None:
+    """Return the IPv4 block that an IPv4-mapped or 6to4 IPv6 block carries, else None."""
+    if network.version != 6:
+        return None
+    if network.prefixlen >= 96 and network.subnet_of(IPV4_MAPPED):
+        return ipaddress.IPv4Network(f"{network.network_address.ipv4_mapped}/{network.prefixlen - 96}")
+    if network.prefixlen >= 48 and network.subnet_of(SIX_TO_FOUR):
+        # A 6to4 address carries its IPv4 address in bits 16 to 48.
+        return ipaddress.IPv4Network(f"{network.network_address.sixtofour}/{min(32, network.prefixlen - 16)}", strict=False)
+    return None
+
+
 def non_public_class(network: Network) -> str | None:
     """Return the class (private, loopback, ...) of a network inside a non-public range, else None."""
     if network.__class__ is IPv4Host:
@@ -65,12 +78,7 @@ def non_public_class(network: Network) -> str | None:
             if low <= address <= high:
                 return label
         return None
-    if network.version == 6 and network.prefixlen >= 96 and network.subnet_of(IPV4_MAPPED):
-        mapped = network.network_address.ipv4_mapped
-        network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
-    elif network.version == 6 and network.prefixlen >= 48 and network.subnet_of(SIX_TO_FOUR):
-        # A 6to4 address carries its IPv4 address in bits 16 to 48.
-        network = ipaddress.ip_network(f"{network.network_address.sixtofour}/{min(32, network.prefixlen - 16)}", strict=False)
+    network = carried_ipv4(network) or network
     first = int(network.network_address)
     last = first if network.prefixlen == network.max_prefixlen else int(network.broadcast_address)
     for low, high, label in NON_PUBLIC_RANGES[network.version]:
@@ -90,9 +98,13 @@ def sanity_skip(part: Part, settings) -> tuple[str, str] | None:
             label = non_public_class(network)
             if label is not None:
                 return NON_PUBLIC_ADDRESS, f"{part.name} is a {label} address, not a public one"
-        minimum = settings.ipv4_min_prefix if network.version == 4 else settings.ipv6_min_prefix
-        if network.prefixlen < minimum:
-            return BROAD_CIDR, f"{network} is broader than the configured minimum prefix /{minimum}"
+        # An IPv4-mapped or 6to4 block is as broad as the IPv4 block it carries.
+        carried = carried_ipv4(network) if network.__class__ is not IPv4Host else None
+        judged = carried or network
+        minimum = settings.ipv4_min_prefix if judged.version == 4 else settings.ipv6_min_prefix
+        if judged.prefixlen < minimum:
+            through = f" (it carries the IPv4 block {carried})" if carried is not None else ""
+            return BROAD_CIDR, f"{network}{through} is broader than the configured minimum prefix /{minimum}"
     digest = part.digest
     if digest is not None and settings.empty_content_hashes:
         algorithm, value = digest
