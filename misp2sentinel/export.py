@@ -10,7 +10,6 @@ standard output, `/dev/null`, a FIFO) is written directly, since it cannot be re
 from __future__ import annotations
 
 import os
-import stat
 import sys
 import tempfile
 import uuid
@@ -21,16 +20,9 @@ from typing import BinaryIO
 import orjson
 
 from misp2sentinel.errors import InputError, UsageError
+from misp2sentinel.files import is_special_file
 from misp2sentinel.mapping.ids import NAMESPACE
 from misp2sentinel.mapping.lifetime import stix_timestamp
-
-
-def _is_special_file(path: Path) -> bool:
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def silence_stdout() -> None:
@@ -55,7 +47,7 @@ class BundleWriter:
         self._bundle_id = f"bundle--{uuid.uuid5(NAMESPACE, 'bundle|' + stix_timestamp(now))}"
         self._temporary: str | None = None
         self._handle: BinaryIO | None = None
-        self._direct = output == "-" or _is_special_file(Path(output))
+        self._direct = output == "-" or is_special_file(Path(output))
         self._abandoned = False
         if Path(output).is_dir():
             raise UsageError(f"the output path {output} is a folder", hint="give a file name inside it")
