@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from misp2sentinel.mapping import ids, lifetime, stix_objects
 from misp2sentinel.mapping.context import build_context, clusters_from
-from misp2sentinel.mapping.indicator import Shared, indicator, shared_properties, tag_labels
+from misp2sentinel.mapping.indicator import Shared, effective_rank, indicator, indicator_notes, shared_properties, tag_labels
 from misp2sentinel.mapping.markings import EMPTY, TLP_NAMES, TLP_RANK, marking_id, summarize
 from misp2sentinel.mapping.objects import ObjectContext, joined_comparison, relation_builder
 from misp2sentinel.mapping.parts import InvalidPart, Part, combined_comparisons, combined_pattern
@@ -214,14 +214,6 @@ def _parts(context: EventContext, attribute: dict, misp_object: ObjectContext | 
     return parts
 
 
-def _rank(context: EventContext, own, object_summary) -> int:
-    rank = context.summary.tlp_rank
-    for level in (own.tlp_rank, object_summary.tlp_rank):
-        if level is not None and (rank is None or level > rank):
-            rank = level
-    return context.default_rank if rank is None else rank
-
-
 def _filtered(context: EventContext, parts: list) -> list:
     """Replace the parts that the sanity filter rejects with InvalidParts carrying its reason."""
     checked = []
@@ -250,7 +242,7 @@ def _map_parts(context: EventContext, attribute: dict, misp_object: ObjectContex
     tags = attribute["tags"]
     own = summarize(tags) if tags else EMPTY
     object_summary = misp_object.summary if misp_object is not None else EMPTY
-    rank = _rank(context, own, object_summary)
+    rank = effective_rank(context, own, object_summary)
     if rank > context.max_rank:
         yield context.skip(attribute, ABOVE_MAX_TLP, f"TLP {TLP_NAMES[rank]} is above the maximum {context.settings.max_tlp}")
         return
@@ -271,7 +263,7 @@ def _map_parts(context: EventContext, attribute: dict, misp_object: ObjectContex
             yield until
             first = False
             continue
-        notes = _notes(context, attribute, part, misp_object, shared)
+        notes = indicator_notes(attribute, part, misp_object, None if shared.chatham_house else context.event_note)
         stix = indicator(context, shared, part, notes, until)
         stix["id"] = ids.indicator_id(source, part.part, 0, first=first, valid_uuid=valid_uuid)
         yield Record(stix, source, part.part, first, valid_uuid, context.event_uuid, attribute.get("uuid"),
@@ -294,19 +286,6 @@ def _valid_until(context: EventContext, attribute: dict, part: Part, shared: Sha
         detail = f"valid_until {lifetime.stix_timestamp(until)} is already past ({part.kind} lifetime {days} days)"
         return context.skip(attribute, STALE, detail)
     return until
-
-
-def _notes(context: EventContext, attribute: dict, part: Part, misp_object: ObjectContext | None, shared: Shared) -> list[str]:
-    notes = []
-    comment = (attribute.get("comment") or "").strip()
-    if comment:
-        notes.append(comment)
-    notes.extend(part.notes)
-    if misp_object is not None:
-        notes.extend(misp_object.notes(attribute))
-    if context.event_note and not shared.chatham_house:
-        notes.append(context.event_note)
-    return notes
 
 
 def _combine_attribute(context: EventContext, parts: list) -> list:
@@ -340,7 +319,7 @@ def _map_object_combined(context: EventContext, misp_object: ObjectContext) -> I
 
     Detection rules in the object cannot join a STIX pattern and stay indicators of their own.
     """
-    rank = _rank(context, EMPTY, misp_object.summary)
+    rank = effective_rank(context, EMPTY, misp_object.summary)
     members: list[tuple[dict, Part]] = []
     for attribute in misp_object.object["attributes"]:
         parts = _parts(context, attribute, misp_object)
@@ -398,7 +377,7 @@ def _map_rule_in_object(context, attribute, misp_object, part, rank) -> Iterator
     if isinstance(until, Skip):
         yield until
         return
-    stix = indicator(context, shared, part, _notes(context, attribute, part, misp_object, shared), until)
+    stix = indicator(context, shared, part, indicator_notes(attribute, part, misp_object, None if shared.chatham_house else context.event_note), until)
     source, valid_uuid = ids.attribute_source(attribute, context.event)
     stix["id"] = ids.indicator_id(source, part.part, 0, first=True, valid_uuid=valid_uuid)
     yield Record(stix, source, part.part, True, valid_uuid, context.event_uuid, attribute.get("uuid"),

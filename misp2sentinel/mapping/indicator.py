@@ -102,7 +102,17 @@ def _attribute_labels(level_labels: list[str], attributes: list[dict], misp_obje
     return labels
 
 
-def _confidence(context, attributes: list[dict], own: TagSummary, object_summary: TagSummary) -> int:
+def effective_rank(context, own: TagSummary, object_summary: TagSummary) -> int:
+    """Return the TLP rank of an indicator: the highest of its event's, object's and attribute's tags,
+    else the configured default."""
+    rank = context.summary.tlp_rank
+    for level in (own.tlp_rank, object_summary.tlp_rank):
+        if level is not None and (rank is None or level > rank):
+            rank = level
+    return context.default_rank if rank is None else rank
+
+
+def indicator_confidence(context, attributes: list[dict], own: TagSummary, object_summary: TagSummary) -> int:
     for level in (own, object_summary, context.summary):
         if level.confidence is not None:
             return level.confidence
@@ -166,7 +176,7 @@ def shared_properties(context, attributes: list[dict], misp_object, own: TagSumm
     return Shared(
         lifetime.stix_timestamp(created),
         valid_from,
-        _confidence(context, attributes, own, object_summary),
+        indicator_confidence(context, attributes, own, object_summary),
         labels,
         context.marking_ids[rank],
         chatham_house,
@@ -175,6 +185,20 @@ def shared_properties(context, attributes: list[dict], misp_object, own: TagSumm
         clusters.references,
         clusters.techniques,
     )
+
+
+def indicator_notes(attribute: dict, part: Part, misp_object, event_note: str | None) -> list[str]:
+    """Return the description lines of one part: the attribute's comment, the part's notes, the
+    object's notes and `event_note` (None under the Chatham House Rule)."""
+    comment = attribute.get("comment")
+    notes = [comment.strip()] if comment and comment.strip() else []
+    if part.notes:
+        notes.extend(part.notes)
+    if misp_object is not None:
+        notes.extend(misp_object.notes(attribute))
+    if event_note:
+        notes.append(event_note)
+    return notes
 
 
 def indicator(context, shared: Shared, part: Part, notes: list[str], until: datetime | None) -> dict:

@@ -12,8 +12,14 @@ from __future__ import annotations
 
 from misp2sentinel.mapping import lifetime
 from misp2sentinel.mapping.ids import CANONICAL_UUID, canonical_uuid
-from misp2sentinel.mapping.indicator import indicator_object, shared_properties
-from misp2sentinel.mapping.markings import EMPTY, decay_confidence, summarize
+from misp2sentinel.mapping.indicator import (
+    effective_rank,
+    indicator_confidence,
+    indicator_notes,
+    indicator_object,
+    shared_properties,
+)
+from misp2sentinel.mapping.markings import EMPTY, summarize
 from misp2sentinel.mapping.parts import Part
 from misp2sentinel.mapping.record import Record
 from misp2sentinel.mapping.sanity import sanity_skip
@@ -70,12 +76,7 @@ def plain_record(context, attribute: dict, misp_object, parts: list) -> Record |
     tags = attribute["tags"]
     own = summarize(tags) if tags else EMPTY
     object_summary = misp_object.summary if misp_object is not None else EMPTY
-    rank = context.summary.tlp_rank
-    for level in (own.tlp_rank, object_summary.tlp_rank):
-        if level is not None and (rank is None or level > rank):
-            rank = level
-    if rank is None:
-        rank = context.default_rank
+    rank = effective_rank(context, own, object_summary)
     if rank > context.max_rank:
         return None
     attribute_type = attribute["type"]
@@ -102,20 +103,10 @@ def plain_record(context, attribute: dict, misp_object, parts: list) -> Record |
         if uuid is None:
             return None
 
-    confidence = template.confidence
-    if (settings.use_decay_score and own.confidence is None and object_summary.confidence is None
-            and context.summary.confidence is None):
-        # No confidence tag at any level: the attribute's own decay score decides, as in `_confidence`.
-        score = decay_confidence(attribute.get("decay_score"))
-        confidence = settings.default_confidence if score is None else score
-    comment = attribute.get("comment")
-    notes = [comment.strip()] if comment and comment.strip() else []
-    if part.notes:
-        notes.extend(part.notes)
-    if misp_object is not None:
-        notes.extend(misp_object.notes(attribute))
-    if template.event_note:
-        notes.append(template.event_note)
+    # With decay scores on, the confidence may come from this attribute's own score.
+    confidence = (indicator_confidence(context, [attribute], own, object_summary) if settings.use_decay_score
+                  else template.confidence)
+    notes = indicator_notes(attribute, part, misp_object, template.event_note)
     stix = indicator_object(
         "indicator--" + uuid, moment_text, context.modified, part, template.indicator_types, moment_text, until_text,
         template.labels, confidence, template.marking, notes, template.kill_chain_phases, list(template.references),
