@@ -310,3 +310,12 @@ def test_created_never_after_run_time():
 @given(seconds=st.integers(0, LATEST_TIMESTAMP))
 def test_epoch_text_matches_stix_timestamp(seconds: int) -> None:
     assert lifetime.epoch_text(seconds) == lifetime.stix_timestamp(lifetime.from_epoch(seconds))
+
+
+@pytest.mark.parametrize("seen", ["9999-12-31T23:59:59.999999+00:00", "0001-01-01T00:00:00+01:00", "9500-01-01T00:00:00Z"])
+@pytest.mark.parametrize("field", ["first_seen", "last_seen"])
+def test_seen_out_of_range_ignored(field, seen):
+    """A first_seen or last_seen that UTC or a lifetime cannot carry is ignored, as an unreadable one is."""
+    indicator = map_one(misp_attribute("ip-dst", "198.51.100.7", **{field: seen})).only
+
+    assert indicator["valid_from"] == "2025-12-06T05:46:40.000Z"

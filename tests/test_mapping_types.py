@@ -498,3 +498,12 @@ def test_combined_takes_shortest_lifetime():
     indicator = map_checked(misp_event(misp_attribute("domain|ip", "example.com|198.51.100.7")), settings).only
 
     assert stix_time(indicator["valid_until"]) == NOW + timedelta(days=10)
+
+
+@pytest.mark.parametrize(("attribute_type", "value"), [("port", "\u00b2"), ("ip-dst|port", "198.51.100.1|\u2460"),
+                                                       ("size-in-bytes", "\u00b3"), ("port", "\u0668\u0660")])
+def test_non_ascii_digits_invalid(attribute_type, value):
+    """Characters that str.isdigit() accepts but are no ASCII digits ("²", "①", Arabic-Indic) are invalid values."""
+    mapped = map_value(attribute_type, value)
+
+    assert mapped.skip_reasons() == [INVALID_VALUE]

@@ -13,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# The latest first_seen or last_seen read, as for attribute timestamps (sources.normalize.LATEST_TIMESTAMP).
+LATEST_SEEN = datetime(9000, 1, 1, tzinfo=timezone.utc)
 
 
 @lru_cache(maxsize=8192)
@@ -57,11 +59,16 @@ def parse_seen(text: str | None) -> datetime | None:
         value = value[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        # Not ISO 8601, or at the edge of year 1 or 9999 so that UTC falls outside what a datetime holds.
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    if parsed > LATEST_SEEN:
+        # Past the year 9000, as attribute timestamps may not be, so that a lifetime still fits after it.
+        return None
+    return parsed
 
 
 def parse_date(text: str | None) -> datetime | None:

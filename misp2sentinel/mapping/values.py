@@ -210,14 +210,15 @@ def email_value(value: str) -> str:
 
 def port_value(value: str) -> int:
     text = (value or "").strip()
-    if not text.isdigit() or int(text) > 65535:
+    # isdigit() alone also accepts characters such as "²" that int() rejects.
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
         raise InvalidValue(f"{value!r} is not a port number between 0 and 65535")
     return int(text)
 
 
 def integer_value(value: str, value_name: str) -> int:
     text = check_text(value, value_name)
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise InvalidValue(f"{text!r} is not a {value_name} (a whole number)")
     return int(text)
 
