@@ -255,6 +255,7 @@ def test_shape_attribute_search_several_attributes():
         pytest.param({"Tag": [], "AttributeTag": [{"Tag": {"name": "tlp:red"}}]}, id="AttributeTag row"),
         pytest.param({"Tag": [{"Tag": {"name": "tlp:red"}}]}, id="Tag row inside Tag"),
         pytest.param({"Tag": ["tlp:red", 5, {"name": None}]}, id="Tag list with junk"),
+        pytest.param({"Tag": [{"Tag": [{"name": "tlp:red"}]}]}, id="Tag row holding a list"),
     ],
 )
 def test_attribute_search_reads_every_tag_shape(tags):
@@ -265,6 +266,25 @@ def test_attribute_search_reads_every_tag_shape(tags):
 
     assert events[0]["attributes"][0]["tags"] == ["tlp:red"]
     assert map_normalised(events[0]).skip_reasons() == ["above_max_tlp"]
+
+
+@pytest.mark.parametrize("red_row", [0, 1])
+def test_attribute_search_reads_event_tags_of_every_row(red_row):
+    """The event's TLP tag may arrive on any row's event stub, not only on the first."""
+    stubs = [dict(EVENT_CONTEXT), dict(EVENT_CONTEXT, Tag=[{"name": "tlp:red"}])]
+    if red_row == 0:
+        stubs.reverse()
+    rows = [
+        attribute_search_result(stubs[0], Tag=[]),
+        attribute_search_result(stubs[1], Tag=[], uuid="d4d4d4d4-0000-4000-8000-000000000004", type="domain",
+                                value="example.com"),
+    ]
+
+    events = events_from_document({"response": {"Attribute": rows}})
+
+    assert len(events) == 1
+    assert "tlp:red" in events[0]["tags"]
+    assert map_normalised(events[0]).skip_reasons() == ["above_max_tlp", "above_max_tlp"]
 
 
 def test_attribute_keyed_by_index_keeps_valid_entries():

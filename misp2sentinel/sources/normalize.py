@@ -90,13 +90,18 @@ def tag_names(*tag_lists: Any) -> list[str]:
         for tag in as_list(tags) if not isinstance(tags, str) else [tags]:
             if isinstance(tag, dict):
                 inner = tag.get("Tag")
-                name = inner.get("name") if isinstance(inner, dict) else tag.get("name")
+                if isinstance(inner, list) or (isinstance(inner, dict) and "name" not in inner):
+                    # A row that holds a list of tags rather than one.
+                    candidates: list = tag_names(inner)
+                else:
+                    candidates = [inner.get("name") if isinstance(inner, dict) else tag.get("name")]
             else:
-                name = tag
-            if isinstance(name, str):
-                name = name.strip()
-                if name and name not in names:
-                    names.append(name)
+                candidates = [tag]
+            for name in candidates:
+                if isinstance(name, str):
+                    name = name.strip()
+                    if name and name not in names:
+                        names.append(name)
     return names
 
 
@@ -329,6 +334,11 @@ def events_from_attribute_search(attributes: list) -> list[dict]:
             if not event["id"]:
                 event["id"] = to_text(raw.get("event_id"))
             events.append(event)
+        else:
+            # Any row's event stub may carry the event's tags (a TLP among them), not only the first.
+            for name in tag_names(stub.get("Tag"), stub.get("EventTag")):
+                if name not in events[-1]["tags"]:
+                    events[-1]["tags"].append(name)
         attribute = normalize_attribute(raw)
         # Tags copied from the event by includeEventTags carry "inherited": 1; they are event tags.
         # Every other shape (a name, a string, an AttributeTag row) is the attribute's own, read by
