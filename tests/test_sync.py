@@ -17,6 +17,7 @@ import stix2
 from stix2patterns.validator import run_validator
 
 from misp2sentinel.config import load_config
+from misp2sentinel.errors import MispError
 from misp2sentinel.state import StateStore
 from misp2sentinel.sync import selection_key
 from tests.stack_fixtures import clean_environment, make_stack, signing_key, stack, tls  # noqa: F401
@@ -176,6 +177,15 @@ def test_event_option_by_numeric_id(stack):
     assert report.exit_code == 0
     references = {obj["external_references"][0]["external_id"] for obj in stack.holdings().values() if obj["type"] == "indicator"}
     assert references == {LOADER_EVENT}
+
+
+@pytest.mark.parametrize("reference", ["0", "\u0663"])
+def test_event_option_refuses_what_is_no_event_id(stack, reference):
+    """MISP reads eventid 0 as no filter, so the first of all events must not be taken for it."""
+    with pytest.raises(MispError, match="has no event"):
+        stack.sync(event_ref=reference)
+
+    assert upload_requests(stack) == 0
 
 
 def test_dry_run_sends_and_records_nothing(stack, tmp_path):

@@ -341,7 +341,11 @@ class MispSource:
 
         A cheap `metadata` request comes first, so that a large event is fetched in pages.
         """
-        query = {"eventid": reference} if reference.isdigit() else {"uuid": reference}
+        numeric = reference.isascii() and reference.isdigit()
+        if numeric and int(reference) == 0:
+            # MISP reads eventid 0 as no filter and returns every event.
+            return None
+        query = {"eventid": reference} if numeric else {"uuid": reference}
         for item in self._search(metadata=True, **query):
             event = item.get("Event", item) if isinstance(item, dict) else {}
             if event.get("uuid") and reference.lower() in (str(event.get("id")), str(event["uuid"]).lower()):
@@ -351,7 +355,9 @@ class MispSource:
                     return events[0] if events else None
         result = self._search(deleted=[0, 1], includeWarninglistHits=True, **query)
         events = events_from_document(result) if result else []
-        return events[0] if events else None
+        # Only the event asked for counts: a search that ignored the filter returns others.
+        wanted = [event for event in events if reference.lower() in (str(event.get("id")), str(event.get("uuid")).lower())]
+        return wanted[0] if wanted else None
 
 
 @dataclass(frozen=True)
