@@ -67,6 +67,21 @@ CLOUDS = {
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections_default(cls, data: Any) -> Any:
+        """Read a section written with nothing under it (`mapping:`, which YAML reads as null) as an
+        empty section, so that its defaults apply. Sections that may be absent, such as `misp`,
+        keep null as "none"."""
+        if not isinstance(data, dict):
+            return data
+        empty = [
+            key for name, field in cls.model_fields.items()
+            if data.get(key := field.alias or name, 0) is None
+            and isinstance(field.default_factory, type) and issubclass(field.default_factory, BaseModel)
+        ]
+        return {key: value for key, value in data.items() if key not in empty} if empty else data
+
 
 class TagFilter(Model):
     """MISP tag logic: an event matches when it carries any `or` tag (if given), every `and` tag

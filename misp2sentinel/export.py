@@ -51,6 +51,9 @@ class BundleWriter:
         self._abandoned = False
         if Path(output).is_dir():
             raise UsageError(f"the output path {output} is a folder", hint="give a file name inside it")
+        if output != "-" and output.endswith(("/", os.sep)):
+            raise UsageError(f"the output path {output} ends with {output[-1]}, so it names a folder",
+                             hint="give a file name, such as bundle.json")
 
     def __enter__(self) -> BundleWriter:
         if self.output == "-":

@@ -456,3 +456,17 @@ def test_export_same_bundle_with_empty_mapping(run_cli, tmp_path):
     assert with_config.exit_code == 0, with_config.stderr
     assert without.exit_code == 0, without.stderr
     assert (tmp_path / "configured.json").read_bytes() == (tmp_path / "plain.json").read_bytes()
+
+
+@pytest.mark.parametrize("text", ["mapping:\nreporting:\n", "mapping:\n  sanity:\n  lifetime_days:\n"])
+def test_empty_section_takes_defaults(tmp_path, text):
+    """A section with nothing under it is YAML null; it reads as an empty section, not as an error."""
+    config = load_config(write_config(tmp_path, "workspaces: []\n" + text))
+
+    assert config.mapping == MappingSettings()
+
+
+def test_empty_misp_section_means_no_server(tmp_path):
+    config = load_config(write_config(tmp_path, "workspaces: []\nmisp:\n"))
+
+    assert config.misp is None

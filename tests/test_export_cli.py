@@ -409,6 +409,14 @@ def test_export_imports_no_http_client(tmp_path):
     assert probe["loaded"] == []
 
 
+def test_output_ending_in_slash_exit_2(run_cli, tmp_path):
+    result = run_cli("export", "--source", str(simple_source(tmp_path)), "--output", str(tmp_path / "bundle.json") + "/")
+
+    assert result.exit_code == 2
+    assert "names a folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_export_without_config_imports_no_pydantic(tmp_path):
     # Without a configuration file the mapping defaults are plain data; pydantic costs start-up time.
     source = write_event(tmp_path / "event.json", misp_attribute("ip-dst", "198.51.100.7"))

@@ -7,6 +7,7 @@ import os
 import stat
 from pathlib import Path
 
+from misp2sentinel.commands.status import read_previous_report
 from misp2sentinel.files import is_special_file, write_private_file
 
 
@@ -45,3 +46,11 @@ def test_special_file_check(tmp_path: Path) -> None:
     regular = tmp_path / "regular"
     regular.write_bytes(b"")
     assert not is_special_file(regular)
+
+
+def test_previous_report_from_pipe_not_read(tmp_path: Path) -> None:
+    """Reading a pipe with no writer would block sync and status before they start."""
+    pipe = tmp_path / "last-run.fifo"
+    os.mkfifo(pipe)
+
+    assert read_previous_report(pipe) is None

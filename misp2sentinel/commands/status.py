@@ -18,6 +18,7 @@ from pathlib import Path
 
 from misp2sentinel.config import Config
 from misp2sentinel.errors import StateError
+from misp2sentinel.files import is_special_file
 from misp2sentinel.state import KIND_PREFIXES, StateStore, key16
 
 SWEEP_PREFIX = "sweep|"
@@ -48,7 +49,8 @@ def default_report_path(config: Config) -> Path | None:
 
 def read_previous_report(path: Path | None) -> dict | None:
     """Return the JSON report at `path`, or None when it is missing or unreadable."""
-    if path is None:
+    if path is None or is_special_file(path):
+        # A pipe or device (such as /dev/null) holds no earlier report, and reading a pipe would block.
         return None
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
