@@ -74,6 +74,11 @@ class MispError(Misp2SentinelError):
     exit_code = 1
 
 
+class MispAnswerError(MispError):
+    """MISP answered, but not with its JSON API: a body cut off, or one JSON cannot decode. Asking
+    for fewer events at once may get the others."""
+
+
 class SentinelError(Misp2SentinelError):
     exit_code = 1
 

@@ -20,6 +20,7 @@ from misp2sentinel.config import load_config
 from misp2sentinel.errors import MispError
 from misp2sentinel.state import StateStore
 from misp2sentinel.sync import selection_key
+from tests.conftest import misp_attribute, misp_event
 from tests.stack_fixtures import clean_environment, make_stack, signing_key, stack, tls  # noqa: F401
 from tests.sync_stack import CLIENT_SECRET, MISP_KEY, PROXY_AND_CA_VARIABLES, REPO_ROOT
 
@@ -29,6 +30,7 @@ CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "misp-events"
 PHISHING_EVENT = "87e64764-5f69-59b6-97b0-44dd8a14d25a"
 LOADER_EVENT = "5430c4da-7a09-50a8-bb18-6deee74d4b41"
 C2_EVENT = "8b93e7c2-5a01-5872-b704-96184e726098"
+BROKEN_EVENT = "0b0b0b0b-0000-4000-8000-00000000dead"
 
 
 def export_objects(stack, tmp_path, *extra) -> dict[str, dict]:
@@ -186,6 +188,20 @@ def test_event_option_refuses_what_is_no_event_id(stack, reference):
         stack.sync(event_ref=reference)
 
     assert upload_requests(stack) == 0
+
+
+def test_undecodable_event_does_not_hold_back_its_chunk(stack):
+    """An event whose JSON the client cannot decode (a lone UTF-16 surrogate) fails alone; the
+    other events fetched in the same request are still sent, on this run and every later one."""
+    bad = stack.misp.add_event(misp_event(misp_attribute("domain", "broken-\ud800.example.com"), uuid=BROKEN_EVENT,
+                                          info="Event with a lone surrogate", published=True))
+
+    first = stack.sync()
+
+    assert first.failures["page"] == 1
+    assert any(bad in message for message in first.failure_messages)
+    fetched = {obj["external_references"][0]["external_id"] for obj in stack.holdings().values() if obj["type"] == "indicator"}
+    assert fetched == {PHISHING_EVENT, C2_EVENT, LOADER_EVENT}
 
 
 def test_dry_run_sends_and_records_nothing(stack, tmp_path):

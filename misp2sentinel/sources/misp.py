@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from misp2sentinel.clock import Clock
 from misp2sentinel.config import MispServer, TagFilter
-from misp2sentinel.errors import MispError
+from misp2sentinel.errors import MispAnswerError, MispError
 from misp2sentinel.sources.misp_paging import EventPager
 from misp2sentinel.sources.normalize import events_from_document, normalize_event, to_int
 
@@ -144,7 +144,7 @@ class MispSource:
                 attempt += 1
             except (self._pymisp_error, self._requests.RequestException) as error:
                 not_api = isinstance(error, self._pymisp_error)
-                raise MispError(
+                raise (MispAnswerError if not_api else MispError)(
                     f"MISP search at {self.settings.url} failed: {self._describe(error)}",
                     hint="MISP answered with something other than its JSON API (an error page of a proxy, or a cut-off "
                     "body); the next run starts from the same cursor" if not_api else None,
@@ -240,10 +240,27 @@ class MispSource:
                         if following is not None:
                             following.cancel()
                         raise
-                    on_error(job.uuids, error)
-                    events = []
+                    if not job.paged and len(job.uuids) > 1 and isinstance(error, (MispAnswerError, ValueError)):
+                        # One event that MISP cannot send as valid JSON must not hold back the rest
+                        # of its chunk on every run, so each is fetched alone.
+                        log.warning("fetching %d event(s) from MISP together failed, so each is fetched alone: %s",
+                                    len(job.uuids), error)
+                        events = self._fetch_each(job.uuids, on_error)
+                    else:
+                        on_error(job.uuids, error)
+                        events = []
                 yield from events
                 future = following
+
+    def _fetch_each(self, uuids: list[str], on_error) -> list[dict]:
+        """Fetch events one by one, reporting each that fails to `on_error`."""
+        events: list[dict] = []
+        for event_uuid in uuids:
+            try:
+                events.extend(self._run_job(_FetchJob([event_uuid], paged=False)))
+            except (MispError, ValueError) as error:
+                on_error([event_uuid], error)
+        return events
 
     def _learn_attribute_counts(self, uuids: list[str]) -> None:
         """Read the `attribute_count` of the events no listing of this run returned.
