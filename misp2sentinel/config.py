@@ -178,7 +178,7 @@ class SanityFilter(Model):
 
 
 class MappingSettings(Model):
-    """The `mapping` section; its defaults are those of `mapping.defaults.DefaultMapping`."""
+    """The `mapping` section, whose defaults are those of `mapping.defaults.DefaultMapping`."""
 
     default_tlp: TlpName = DEFAULT_MAPPING.default_tlp
     max_tlp: TlpName = DEFAULT_MAPPING.max_tlp

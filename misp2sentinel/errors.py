@@ -75,8 +75,8 @@ class MispError(Misp2SentinelError):
 
 
 class MispAnswerError(MispError):
-    """MISP answered, but not with its JSON API: a body cut off, or one JSON cannot decode. Asking
-    for fewer events at once may get the others."""
+    """A MISP response that is not its JSON API: a body cut off, or one that JSON cannot decode.
+    Asking for fewer events at once may get the others."""
 
 
 class SentinelError(Misp2SentinelError):

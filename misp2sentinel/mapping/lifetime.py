@@ -66,7 +66,7 @@ def parse_seen(text: str | None) -> datetime | None:
         # Not ISO 8601, or at the edge of year 1 or 9999 so that UTC falls outside what a datetime holds.
         return None
     if parsed > LATEST_SEEN:
-        # Past the year 9000, as attribute timestamps may not be, so that a lifetime still fits after it.
+        # Past the year 9000, the limit of attribute timestamps too, so that a lifetime still fits after it.
         return None
     return parsed
 
