@@ -73,27 +73,27 @@ def read_events(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_example_feed_same_on_both_paths(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    taken = 0
+    shortcuts = 0
     for path in sorted(EXAMPLE_FEED.glob("*.json")):
         if path.name == "manifest.json":
             continue
         for event in read_events(path):
             fast, general, count = both_paths(event, SETTINGS[name], monkeypatch)
             assert_same(fast, general)
-            taken += count
-    assert taken > 0
+            shortcuts += count
+    assert shortcuts > 0
 
 
 @pytest.mark.skipif(not CORPUS_FILES, reason=f"the MISP event corpus is not at {CORPUS}")
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_corpus_same_on_both_paths(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    taken = 0
+    shortcuts = 0
     for path in CORPUS_FILES:
         for event in read_events(path):
             fast, general, count = both_paths(event, SETTINGS[name], monkeypatch)
             assert_same(fast, general)
-            taken += count
-    assert taken > 0
+            shortcuts += count
+    assert shortcuts > 0
 
 
 TAGS = st.lists(st.sampled_from([
@@ -169,9 +169,9 @@ def test_short_path_shares_a_template_between_objects(monkeypatch: pytest.Monkey
         real(self, *arguments)
 
     monkeypatch.setattr(plain.Template, "__init__", counted)
-    fast, general, taken = both_paths(normalize_event(misp_event(objects=(first, second))), MappingSettings(), monkeypatch)
+    fast, general, shortcuts = both_paths(normalize_event(misp_event(objects=(first, second))), MappingSettings(), monkeypatch)
 
-    assert taken == 4
+    assert shortcuts == 4
     assert sorted(created) == ["domain", "ip-dst"]
     assert_same(fast, general)
     descriptions = [item.stix["description"] for item in fast if item.stix["type"] == "indicator"]
@@ -185,9 +185,9 @@ def test_short_path_reads_each_decay_score(monkeypatch: pytest.MonkeyPatch) -> N
               for index, score in enumerate((72.5, 31, None), start=1)]
     mapping = MappingSettings(use_decay_score=True, default_confidence=55)
 
-    fast, general, taken = both_paths(normalize_event(misp_event(*scored)), mapping, monkeypatch)
+    fast, general, shortcuts = both_paths(normalize_event(misp_event(*scored)), mapping, monkeypatch)
 
-    assert taken == 3
+    assert shortcuts == 3
     assert_same(fast, general)
     assert [item.stix["confidence"] for item in fast if item.stix["type"] == "indicator"] == [72, 31, 55]
 
@@ -225,8 +225,8 @@ def technique_galaxy(number: int) -> dict:
 
 
 def test_streamed_objects_with_galaxies_keep_their_context(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Objects read one at a time from a large file are freed after mapping, and a later object can
-    reuse a freed one's address; each object with galaxies must still get its own context."""
+    """Objects read one at a time from a large file are freed after mapping, so a later object can
+    reuse a freed one's address. Each object with galaxies must still get its own context."""
 
     raw_objects = [
         misp_object(

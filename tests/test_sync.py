@@ -191,8 +191,8 @@ def test_event_option_refuses_what_is_no_event_id(stack, reference):
 
 
 def test_undecodable_event_does_not_hold_back_its_chunk(stack):
-    """An event whose JSON the client cannot decode (a lone UTF-16 surrogate) fails alone; the
-    other events fetched in the same request are still sent, on this run and every later one."""
+    """An event whose JSON the client cannot decode (a lone UTF-16 surrogate) fails alone. The
+    other events fetched in the same request are still sent."""
     bad = stack.misp.add_event(misp_event(misp_attribute("domain", "broken-\ud800.example.com"), uuid=BROKEN_EVENT,
                                           info="Event with a lone surrogate", published=True))
 

@@ -68,8 +68,8 @@ def _read_folder(folder: Path, report: RunReport) -> Iterator[dict]:
     for event_uuid in manifest:
         if not EVENT_UUID.fullmatch(event_uuid):
             # A key is joined to the folder, so "../x" or "/x" would read a file outside the feed.
-            shown = event_uuid if len(event_uuid) <= 80 else event_uuid[:79] + "…"
-            report.input_failed(str(manifest_path), f"lists {shown!r}, which is not an event uuid, so it is skipped")
+            key_text = event_uuid if len(event_uuid) <= 80 else event_uuid[:79] + "…"
+            report.input_failed(str(manifest_path), f"lists {key_text!r}, which is not an event uuid, so it is skipped")
             continue
         event_path = folder / f"{event_uuid}.json"
         size, problem = _regular_file_size(event_path)

@@ -373,8 +373,8 @@ class MispSource:
         result = self._search(deleted=[0, 1], includeWarninglistHits=True, **query)
         events = events_from_document(result) if result else []
         # Only the event asked for counts: a search that ignored the filter returns others.
-        wanted = [event for event in events if reference.lower() in (str(event.get("id")), str(event.get("uuid")).lower())]
-        return wanted[0] if wanted else None
+        matching = [event for event in events if reference.lower() in (str(event.get("id")), str(event.get("uuid")).lower())]
+        return matching[0] if matching else None
 
 
 @dataclass(frozen=True)

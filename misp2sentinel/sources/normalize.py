@@ -91,7 +91,7 @@ def tag_names(*tag_lists: Any) -> list[str]:
             if isinstance(tag, dict):
                 inner = tag.get("Tag")
                 if isinstance(inner, list) or (isinstance(inner, dict) and "name" not in inner):
-                    # A row that holds a list of tags rather than one.
+                    # A row that contains a list of tags rather than one.
                     candidates: list = tag_names(inner)
                 else:
                     candidates = [inner.get("name") if isinstance(inner, dict) else tag.get("name")]
