@@ -201,15 +201,22 @@ def indicator_notes(attribute: dict, part: Part, misp_object, event_note: str | 
     return notes
 
 
+def source_properties(context, shared: Shared) -> tuple[list[dict], str | None, str | None]:
+    """Return the references, the creator id and the event note of indicators with `shared`
+    properties. The Chatham House Rule removes the event's reference, its creator and its title."""
+    if shared.chatham_house:
+        return shared.references, None, None
+    creator = context.identity["id"] if context.identity is not None else None
+    return context.external_references + shared.references, creator, context.event_note
+
+
 def indicator(context, shared: Shared, part: Part, notes: list[str], until: datetime | None) -> dict:
     """Return the STIX indicator of one part; the caller sets its id."""
-    chatham_house = shared.chatham_house
+    references, creator, _ = source_properties(context, shared)
     return indicator_object(
         "", shared.created, context.modified, part, shared.indicator_types, lifetime.stix_timestamp(shared.valid_from),
         None if until is None else lifetime.stix_timestamp(until), shared.labels, shared.confidence, shared.marking,
-        notes, shared.kill_chain_phases,
-        shared.references if chatham_house else context.external_references + shared.references,
-        None if context.identity is None or chatham_house else context.identity["id"],
+        notes, shared.kill_chain_phases, references, creator,
     )
 
 

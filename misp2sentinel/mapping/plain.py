@@ -18,6 +18,7 @@ from misp2sentinel.mapping.indicator import (
     indicator_notes,
     indicator_object,
     shared_properties,
+    source_properties,
 )
 from misp2sentinel.mapping.markings import EMPTY, summarize
 from misp2sentinel.mapping.parts import Part
@@ -38,10 +39,7 @@ class Template:
         self.confidence = shared.confidence
         self.marking = shared.marking
         self.kill_chain_phases = shared.kill_chain_phases
-        chatham_house = shared.chatham_house
-        self.references = shared.references if chatham_house else context.external_references + shared.references
-        self.created_by = context.identity["id"] if context.identity is not None and not chatham_house else None
-        self.event_note = context.event_note if not chatham_house else None
+        self.references, self.created_by, self.event_note = source_properties(context, shared)
         self.has_techniques = bool(shared.techniques)
 
 

@@ -97,7 +97,8 @@ def _regular_file_size(path: Path) -> tuple[int, str | None]:
 def _read_file(path: Path, report: RunReport, size: int | None = None) -> Iterator[dict]:
     """Yield the events of one file; `size`, when the caller has it, saves a second stat."""
     if size is None:
-        size = _size(path)
+        # Anything but a readable regular file counts as small: the whole-file path says what is wrong.
+        size = _regular_file_size(path)[0]
     if incremental.available() and size > LARGE_FILE_BYTES:
         try:
             event = incremental.read_large_event(path, report)
@@ -138,10 +139,3 @@ def _read_file(path: Path, report: RunReport, size: int | None = None) -> Iterat
     log.debug("read %d event(s) from %s", len(events), path)
     yield from events
 
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        # The whole-file path reports why the file cannot be read.
-        return 0

@@ -365,7 +365,7 @@ class MispSource:
         query = {"eventid": reference} if numeric else {"uuid": reference}
         for item in self._search(metadata=True, **query):
             event = item.get("Event", item) if isinstance(item, dict) else {}
-            if event.get("uuid") and reference.lower() in (str(event.get("id")), str(event["uuid"]).lower()):
+            if event.get("uuid") and _is_event(event, reference):
                 self._remember_attribute_count(event)
                 if self._is_large(str(event["uuid"])):
                     events = self._fetch_paged(str(event["uuid"]))
@@ -373,8 +373,13 @@ class MispSource:
         result = self._search(deleted=[0, 1], includeWarninglistHits=True, **query)
         events = events_from_document(result) if result else []
         # Only the event asked for counts: a search that ignored the filter returns others.
-        matching = [event for event in events if reference.lower() in (str(event.get("id")), str(event.get("uuid")).lower())]
+        matching = [event for event in events if _is_event(event, reference)]
         return matching[0] if matching else None
+
+
+def _is_event(event: dict, reference: str) -> bool:
+    """Tell whether `event` is the one a numeric id or uuid `reference` names."""
+    return reference.lower() in (str(event.get("id")), str(event.get("uuid")).lower())
 
 
 @dataclass(frozen=True)

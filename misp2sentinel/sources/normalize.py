@@ -113,7 +113,7 @@ def as_list(value: Any) -> list:
         return value
     if isinstance(value, dict):
         if value and all(str(key).isdigit() for key in value):
-            # Keyed by index; an entry that is not a dict is dropped by the caller, as in a list.
+            # Keyed by index. The caller drops an entry that is not a dict, as in a list.
             return list(value.values())
         return [value]
     return []
@@ -229,7 +229,8 @@ def _reused_attribute(raw: dict) -> dict:
 
 
 def normalize_object(raw: dict, *, reuse: bool = False) -> dict:
-    """Normalise one MISP object; `reuse` reuses its attributes' raw dicts (see `normalize_attribute`)."""
+    """Normalise one MISP object. With `reuse`, its attributes' raw dicts become the normalised ones
+    (see `normalize_attribute`)."""
     normalize = _reused_attribute if reuse else normalize_attribute
     return {
         "uuid": to_text(raw.get("uuid")),
@@ -336,23 +337,29 @@ def events_from_attribute_search(attributes: list) -> list[dict]:
             events.append(event)
         else:
             # Any row's event stub may carry the event's tags (a TLP among them), not only the first.
-            for name in tag_names(stub.get("Tag"), stub.get("EventTag")):
-                if name not in events[-1]["tags"]:
-                    events[-1]["tags"].append(name)
+            _add_tags(events[-1], tag_names(stub.get("Tag"), stub.get("EventTag")))
         attribute = normalize_attribute(raw)
         # Tags copied from the event by includeEventTags carry "inherited": 1; they are event tags.
         # Every other shape (a name, a string, an AttributeTag row) is the attribute's own, read by
         # tag_names as in a whole event, so that no TLP tag is missed.
         tags = raw.get("Tag")
-        entries = [tags] if isinstance(tags, str) else as_list(tags)
-        inherited = [entry for entry in entries if isinstance(entry, dict) and to_bool(entry.get("inherited"))]
-        own = [entry for entry in entries if not any(entry is known for known in inherited)]
+        inherited, own = [], []
+        for entry in [tags] if isinstance(tags, str) else as_list(tags):
+            if isinstance(entry, dict) and to_bool(entry.get("inherited")):
+                inherited.append(entry)
+            else:
+                own.append(entry)
         attribute["tags"] = tag_names(own, raw.get("AttributeTag"))
-        for name in tag_names(inherited):
-            if name not in events[-1]["tags"]:
-                events[-1]["tags"].append(name)
+        _add_tags(events[-1], tag_names(inherited))
         events[-1]["attributes"].append(attribute)
     return events
+
+
+def _add_tags(event: dict, names: list[str]) -> None:
+    """Add tag names to a normalised event's tags, each once."""
+    for name in names:
+        if name not in event["tags"]:
+            event["tags"].append(name)
 
 
 def events_from_document(document: Any, *, reuse: bool = False) -> list[dict]:
